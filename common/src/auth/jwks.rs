@@ -1,0 +1,132 @@
+//! A cache of auth-svc's JWKS.
+//!
+//! Keys are served from memory; an unknown `kid` triggers one refetch (so a
+//! key rotation is picked up at once), rate-limited so that tokens with
+//! made-up `kid`s cannot turn into a flood of requests. Cached keys are
+//! refreshed after `max_age`, and kept when auth-svc cannot be reached, so a
+//! short auth-svc outage does not log everybody out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::JwkSet;
+
+use super::TokenError;
+use super::verifier::ed25519_keys;
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    fetched_at: Option<Instant>,
+    /// When the last fetch was attempted and why it failed, if it did.
+    last_attempt: Option<(Instant, Option<String>)>,
+}
+
+/// Fetches and caches the JWKS published at a URL.
+pub struct JwksCache {
+    url: String,
+    client: reqwest::Client,
+    state: RwLock<State>,
+    /// Serialises fetches, so concurrent misses cause one request.
+    fetching: tokio::sync::Mutex<()>,
+    max_age: Duration,
+    min_refetch_interval: Duration,
+}
+
+impl JwksCache {
+    /// A cache for `url` (e.g. `http://auth-svc/.well-known/jwks.json`);
+    /// nothing is fetched until the first token needs a key.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::with_intervals(url, Duration::from_secs(300), Duration::from_secs(5))
+    }
+
+    /// As [`JwksCache::new`], with explicit refresh intervals.
+    pub fn with_intervals(
+        url: impl Into<String>,
+        max_age: Duration,
+        min_refetch_interval: Duration,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a client without TLS options always builds");
+        Self {
+            url: url.into(),
+            client,
+            state: RwLock::new(State::default()),
+            fetching: tokio::sync::Mutex::new(()),
+            max_age,
+            min_refetch_interval,
+        }
+    }
+
+    fn lookup(&self, kid: &str) -> (Option<Arc<DecodingKey>>, bool) {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
+        (state.keys.get(kid).cloned(), fresh)
+    }
+
+    /// The key for `kid`, fetching the JWKS when needed.
+    pub async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, TokenError> {
+        match self.lookup(kid) {
+            (Some(key), true) => return Ok(key),
+            (Some(key), false) => {
+                if self.refresh().await.is_err() {
+                    return Ok(key);
+                }
+            }
+            (None, _) => self.refresh().await?,
+        }
+        self.lookup(kid).0.ok_or(TokenError::UnknownKey)
+    }
+
+    /// Refetches unless another fetch happened within the minimum interval;
+    /// fails when the JWKS could not be had.
+    async fn refresh(&self) -> Result<(), TokenError> {
+        let _one_at_a_time = self.fetching.lock().await;
+        let recent = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            state
+                .last_attempt
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.min_refetch_interval)
+                .map(|(_, error)| error.clone())
+        };
+        let outcome = match recent {
+            Some(previous_error) => previous_error,
+            None => {
+                let fetched = self.fetch().await;
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                let error = match fetched {
+                    Ok(keys) => {
+                        state.keys = keys;
+                        state.fetched_at = Some(Instant::now());
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(url = %self.url, error = %e, "fetching the JWKS failed");
+                        Some(e)
+                    }
+                };
+                state.last_attempt = Some((Instant::now(), error.clone()));
+                error
+            }
+        };
+        outcome.map_or(Ok(()), |e| Err(TokenError::KeysUnavailable(e)))
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let response = response.error_for_status().map_err(|e| e.to_string())?;
+        let jwks: JwkSet = response.json().await.map_err(|e| e.to_string())?;
+        Ok(ed25519_keys(&jwks))
+    }
+}

@@ -1,0 +1,14 @@
+//! Shared building blocks of the Shop services.
+//!
+//! Grouped by concern so that each piece is one guess away: [`config`],
+//! [`telemetry`], [`db`], [`web`] (problem+json, health, metrics, request
+//! context) and [`auth`] (JWT signing and verification, JWKS, the
+//! [`auth::AuthUser`] extractor).
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod web;

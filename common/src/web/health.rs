@@ -1,0 +1,86 @@
+//! `/healthz` (the process answers), `/readyz` (its dependencies answer) and
+//! `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use futures_util::future::{BoxFuture, join_all};
+use serde_json::json;
+
+use super::Problem;
+use super::metrics::metrics;
+
+/// One dependency check: resolves to `Err(reason)` when the dependency is
+/// not usable. The reason is operational (e.g. "timed out"), never a secret.
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The named checks `/readyz` runs, concurrently, each under a timeout.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, ReadinessCheck)>,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Readiness {
+    /// No checks yet: ready.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a named check.
+    pub fn with_check(mut self, name: &'static str, check: ReadinessCheck) -> Self {
+        self.checks.push((name, check));
+        self
+    }
+
+    /// Runs every check; the map holds "ok" or the reason per check.
+    pub async fn run(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
+        let results = join_all(self.checks.iter().map(|(name, check)| async move {
+            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(reason),
+                Err(_) => Err("timed out".to_string()),
+            };
+            (*name, outcome)
+        }))
+        .await;
+        let ready = results.iter().all(|(_, r)| r.is_ok());
+        let report = results
+            .into_iter()
+            .map(|(name, r)| {
+                (
+                    name.to_string(),
+                    json!(r.err().unwrap_or_else(|| "ok".into())),
+                )
+            })
+            .collect();
+        (ready, report)
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let (ready, checks) = readiness.run().await;
+    if ready {
+        HttpResponse::Ok().json(json!({ "status": "ready", "checks": checks }))
+    } else {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail("a dependency is not reachable")
+            .with_extension("checks", checks)
+            .to_response()
+    }
+}
+
+/// Mounts `/healthz`, `/readyz` and `/metrics`. Expects `web::Data<Readiness>`
+/// and `web::Data<HttpMetrics>` in the app data.
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

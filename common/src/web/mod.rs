@@ -1,0 +1,18 @@
+//! HTTP building blocks shared by every service: RFC 9457 problem details,
+//! extractor configuration that turns bad input into problems, the request
+//! context middleware (request id, span, metrics), health and metrics routes.
+
+mod extract;
+mod health;
+mod metrics;
+mod middleware;
+mod problem;
+
+pub use extract::{configure_extractors, not_found, problem_for_error_status};
+pub use health::{Readiness, ReadinessCheck, health_routes};
+pub use metrics::HttpMetrics;
+pub use middleware::{REQUEST_ID_HEADER, RequestId, request_context};
+pub use problem::{FieldErrors, PROBLEM_JSON, Problem};
+
+/// Largest request body any endpoint accepts (DESIGN.md §3); bigger is 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
