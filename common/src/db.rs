@@ -151,3 +151,8 @@ pub async fn migrate(
     }
     Ok(applied)
 }
+
+/// A connection from the pool, with the pool's error as a [`DbError`].
+pub async fn client(pool: &Pool) -> Result<PooledClient, DbError> {
+    Ok(pool.get().await?)
+}

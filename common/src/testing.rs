@@ -48,6 +48,22 @@ impl TestDatabase {
         self.url.clone().into()
     }
 
+    /// Drops the database now (while the application may still use it), to
+    /// see how the application copes with losing it.
+    pub async fn destroy(&self) {
+        let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("admin connection");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+                self.name
+            ))
+            .await
+            .expect("drop test database");
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name

@@ -61,11 +61,22 @@ impl Readiness {
     }
 }
 
-async fn healthz() -> HttpResponse {
+/// Liveness: the process answers. Checks no dependency, so a database
+/// outage never gets pods restarted.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+/// Readiness: every dependency answers; 503 with the failing checks otherwise.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "A dependency is unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let (ready, checks) = readiness.run().await;
     if ready {
         HttpResponse::Ok().json(json!({ "status": "ready", "checks": checks }))

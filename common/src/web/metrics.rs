@@ -78,8 +78,9 @@ impl HttpMetrics {
     }
 }
 
-/// `GET /metrics`.
-pub(crate) async fn metrics(metrics: web::Data<HttpMetrics>) -> HttpResponse {
+/// Prometheus text exposition of the service's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(metrics: web::Data<HttpMetrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())

@@ -2,16 +2,20 @@
 //! extractor configuration that turns bad input into problems, the request
 //! context middleware (request id, span, metrics), health and metrics routes.
 
+mod app;
 mod extract;
-mod health;
-mod metrics;
+pub mod health;
+pub mod metrics;
 mod middleware;
+mod openapi;
 mod problem;
 
+pub use app::base_app;
 pub use extract::{configure_extractors, not_found, problem_for_error_status};
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use metrics::HttpMetrics;
 pub use middleware::{REQUEST_ID_HEADER, RequestId, request_context};
+pub use openapi::{BearerAuth, OperationsApi};
 pub use problem::{FieldErrors, PROBLEM_JSON, Problem};
 
 /// Largest request body any endpoint accepts (DESIGN.md §3); bigger is 413.

@@ -74,13 +74,18 @@ impl Problem {
         self
     }
 
+    /// Adds per-field messages.
+    pub fn with_errors(mut self, errors: FieldErrors) -> Self {
+        self.errors = Some(errors.0);
+        self
+    }
+
     /// 400 with one message list per invalid field.
     pub fn validation(errors: FieldErrors) -> Self {
-        let mut problem = Self::new(StatusCode::BAD_REQUEST)
+        Self::new(StatusCode::BAD_REQUEST)
             .with_type("validation", "Invalid request")
-            .with_detail("one or more fields are invalid");
-        problem.errors = Some(errors.0);
-        problem
+            .with_detail("one or more fields are invalid")
+            .with_errors(errors)
     }
 
     /// 500 that says nothing about the cause; log the cause where it is known.

@@ -1,0 +1,87 @@
+//! Building and running the auth-svc application.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{HttpServer, web};
+use anyhow::Context as _;
+use common::auth::{TokenIssuer, TokenVerifier};
+use common::db::{self, PgPool};
+use common::web::{HttpMetrics, Readiness, base_app};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+use crate::config::AuthConfig;
+use crate::{hashing, keys, openapi, routes};
+
+/// The schema migrations of the auth database, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../diesel-migrations/auth");
+
+/// Shared state of the handlers.
+pub struct AppState {
+    /// Connection pool of the auth database.
+    pub pool: PgPool,
+    /// Signs tokens and publishes the JWKS.
+    pub issuer: TokenIssuer,
+    /// bcrypt work factor for new hashes.
+    pub bcrypt_cost: u32,
+    /// Checked for unknown users, so that login timing does not leak them.
+    pub dummy_hash: String,
+}
+
+/// A bound, not yet running, auth-svc.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates the database, loads the signing key and binds the listener
+    /// (`HTTP_ADDR` port 0 picks a free port, see [`Application::port`]).
+    pub async fn build(config: AuthConfig) -> anyhow::Result<Self> {
+        db::migrate(&config.service.database_url, MIGRATIONS).await?;
+        let pool = db::pool(&config.service.database_url, config.service.db_pool_size)?;
+        let issuer = keys::load_issuer(&config, &pool).await?;
+        // auth-svc trusts exactly the keys it publishes; no HTTP round trip.
+        let verifier = web::Data::new(TokenVerifier::from_jwk_set(
+            issuer.jwks(),
+            &config.jwt.jwt_issuer,
+            &config.jwt.jwt_audience,
+        ));
+        let dummy_hash = hashing::dummy_hash(config.auth.bcrypt_cost).await?;
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            issuer,
+            bcrypt_cost: config.auth.bcrypt_cost,
+            dummy_hash,
+        });
+        let metrics = web::Data::new(HttpMetrics::new("auth-svc"));
+        let readiness =
+            web::Data::new(Readiness::new().with_check("database", db::readiness_check(pool)));
+
+        let listener = TcpListener::bind(&config.service.http_addr)
+            .with_context(|| format!("binding {}", config.service.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            base_app(metrics.clone(), readiness.clone())
+                .app_data(state.clone())
+                .app_data(verifier.clone())
+                .configure(routes::configure)
+                .route("/openapi.json", web::get().to(openapi::openapi_json))
+        })
+        .listen(listener)?
+        .shutdown_timeout(config.service.shutdown_timeout_secs)
+        .run();
+        tracing::info!(addr = %config.service.http_addr, port, "auth-svc listening");
+        Ok(Self { port, server })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Brings up what Shop needs locally, idempotently: PostgreSQL and RabbitMQ
+# (installed with apt when missing, started when down), the `shop` role and
+# one database per service. Safe to run again and again; used by `make run`,
+# `make test` and CI.
+set -euo pipefail
+
+DATABASES=(shop_auth shop_catalog shop_orders)
+PG_HOST=127.0.0.1
+PG_PORT=5432
+
+log() { printf '[dev-stack] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*  (install sudo or run as root)"; exit 1
+  fi
+}
+
+apt_install() {
+  log "installing $* with apt"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Polls a command until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then log "$what did not come up within ${seconds}s"; return 1; fi
+    sleep 1
+  done
+}
+
+pg_up() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; }
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql postgresql-client
+  fi
+  if pg_up; then log "PostgreSQL is running"; return; fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for PostgreSQL 60 pg_up
+}
+
+# Runs SQL as the database superuser: over TCP where trust auth allows it,
+# else as the postgres OS user over the local socket (peer auth).
+psql_admin() {
+  if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 </dev/null; then
+    psql -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tA "$@"
+  else
+    as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres -tA "$@"
+  fi
+}
+
+ensure_databases() {
+  psql_admin -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop') THEN
+        CREATE ROLE shop LOGIN PASSWORD 'shop' CREATEDB;
+      ELSE
+        ALTER ROLE shop LOGIN CREATEDB;
+      END IF;
+    END \$\$;" >/dev/null
+  for db in "${DATABASES[@]}"; do
+    if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
+      log "creating database $db"
+      psql_admin -c "CREATE DATABASE $db OWNER shop" >/dev/null
+    fi
+  done
+  log "role shop and databases ${DATABASES[*]} are ready"
+}
+
+ensure_rabbitmq() {
+  if ! command -v rabbitmq-server >/dev/null; then
+    apt_install rabbitmq-server
+  fi
+  if as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then
+    log "RabbitMQ is running"; return
+  fi
+  log "starting RabbitMQ"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_for RabbitMQ 120 as_root rabbitmq-diagnostics -q check_running
+  log "RabbitMQ is running"
+}
+
+ensure_postgres
+ensure_databases
+ensure_rabbitmq
