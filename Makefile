@@ -1,0 +1,31 @@
+# Shop — common tasks. `make run` and `make test` bring up PostgreSQL and
+# RabbitMQ first (installing them with apt when missing).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+
+.PHONY: help setup run test lint fmt
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## Install (if missing) and start PostgreSQL and RabbitMQ; create the role and databases
+	scripts/dev-stack.sh
+
+run: setup ## Build, migrate and run every service locally (Ctrl-C stops them)
+	scripts/run-local.sh
+
+test: setup ## The whole test suite against real PostgreSQL and RabbitMQ
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
