@@ -20,6 +20,7 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("shutdown_timeout_secs", "25"),
     ("jwt_issuer", "shop-auth"),
     ("jwt_audience", "shop"),
+    ("jwks_url", "http://127.0.0.1:8081/.well-known/jwks.json"),
 ];
 
 /// The layered configuration sources of one process, ready to be read into
@@ -73,6 +74,15 @@ pub struct JwtConfig {
     pub jwt_issuer: String,
     /// `aud` claim written by auth-svc and required by every verifier.
     pub jwt_audience: String,
+}
+
+/// Where services other than auth-svc get the keys that verify tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifierConfig {
+    /// auth-svc's JWKS, fetched lazily and cached.
+    pub jwks_url: String,
+    /// An SPKI PEM Ed25519 public key; when set, used instead of the JWKS.
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

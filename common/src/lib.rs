@@ -6,8 +6,10 @@
 //! [`auth::AuthUser`] extractor).
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
+pub mod money;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

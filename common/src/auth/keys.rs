@@ -32,6 +32,7 @@ pub enum KeyError {
 pub struct SigningKey {
     encoding: EncodingKey,
     pkcs8_pem: String,
+    public: ed25519_dalek::VerifyingKey,
     jwk: Jwk,
 }
 
@@ -67,10 +68,12 @@ impl SigningKey {
             .map_err(|e| KeyError::Pem(e.to_string()))?
             .to_string();
         let encoding = EncodingKey::from_ed_der(der.as_bytes());
-        let jwk = public_jwk(&key.verifying_key())?;
+        let public = key.verifying_key();
+        let jwk = public_jwk(&public)?;
         Ok(Self {
             encoding,
             pkcs8_pem,
+            public,
             jwk,
         })
     }
@@ -83,6 +86,14 @@ impl SigningKey {
     /// The private key as PKCS#8 PEM, for storing it.
     pub fn to_pkcs8_pem(&self) -> &str {
         &self.pkcs8_pem
+    }
+
+    /// The public half as SPKI PEM (what `JWT_PUBLIC_KEY_FILE` holds).
+    pub fn public_key_pem(&self) -> String {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        self.public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key always encodes")
     }
 
     /// The public half as a JWK.

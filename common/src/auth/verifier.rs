@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::keys::public_jwk;
 use super::{Claims, JwksCache};
+use crate::config::{JwtConfig, VerifierConfig};
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +111,24 @@ impl TokenVerifier {
         Self::new(KeySource::Jwks(cache), issuer, audience)
     }
 
+    /// The verifier a service's configuration asks for: the public key file
+    /// when one is set, else auth-svc's JWKS.
+    pub fn from_config(verifier: &VerifierConfig, jwt: &JwtConfig) -> Result<Self, String> {
+        match &verifier.jwt_public_key_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading JWT_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
+                Self::from_public_key_pem(&pem, &jwt.jwt_issuer, &jwt.jwt_audience)
+                    .map_err(|e| format!("JWT_PUBLIC_KEY_FILE {}: {e}", path.display()))
+            }
+            None => Ok(Self::from_jwks(
+                JwksCache::new(verifier.jwks_url.clone()),
+                &jwt.jwt_issuer,
+                &jwt.jwt_audience,
+            )),
+        }
+    }
+
     /// Verifies a compact JWT and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         // `alg: none` and unknown algorithms fail to parse here.
@@ -150,7 +169,6 @@ mod tests {
 
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
     use uuid::Uuid;
 
     use super::*;
@@ -288,11 +306,7 @@ mod tests {
     #[tokio::test]
     async fn a_public_key_file_verifies_tokens_of_its_private_key() {
         let key = SigningKey::generate();
-        let public_pem = ed25519_dalek::SigningKey::from_pkcs8_pem(key.to_pkcs8_pem())
-            .expect("pem")
-            .verifying_key()
-            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .expect("public pem");
+        let public_pem = key.public_key_pem();
         let issuer = issuer(key);
         let verifier = TokenVerifier::from_public_key_pem(&public_pem, ISS, AUD).expect("verifier");
         let token = issuer

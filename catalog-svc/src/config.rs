@@ -1,0 +1,32 @@
+//! catalog-svc settings (DESIGN.md §6).
+
+use common::config::{ConfigError, JwtConfig, ServiceConfig, Sources, VerifierConfig};
+
+/// Everything catalog-svc reads at start-up.
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// Address, database, broker.
+    pub service: ServiceConfig,
+    /// Issuer and audience required of tokens.
+    pub jwt: JwtConfig,
+    /// Where the verification keys come from.
+    pub verifier: VerifierConfig,
+}
+
+impl CatalogConfig {
+    /// Defaults < `CONFIG_FILE` < environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let sources = Sources::load(&[
+            ("http_addr", "127.0.0.1:8082"),
+            (
+                "database_url",
+                "postgres://shop:shop@127.0.0.1:5432/shop_catalog",
+            ),
+        ])?;
+        Ok(Self {
+            service: sources.get()?,
+            jwt: sources.get()?,
+            verifier: sources.get()?,
+        })
+    }
+}

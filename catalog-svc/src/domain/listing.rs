@@ -1,0 +1,154 @@
+//! `GET /products` query parameters and the keyset cursor.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::money::Money;
+use common::web::FieldErrors;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+/// Raw query parameters; parsed into a [`ListQuery`].
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1-100 (default 20).
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+    /// Lowest price, inclusive.
+    pub min_price: Option<String>,
+    /// Highest price, inclusive.
+    pub max_price: Option<String>,
+}
+
+/// An opaque position in the listing: the last id of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub Uuid);
+
+impl Cursor {
+    /// The opaque text form.
+    pub fn encode(self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0.as_bytes())
+    }
+
+    /// Reads the text form back.
+    pub fn decode(text: &str) -> Result<Self, &'static str> {
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+            .map(Cursor)
+            .ok_or("is not a cursor returned by this API")
+    }
+}
+
+/// A valid listing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Page size.
+    pub limit: i64,
+    /// Start after this product.
+    pub after: Option<Uuid>,
+    /// Name substring.
+    pub name_contains: Option<String>,
+    /// Price floor.
+    pub min_price: Option<Money>,
+    /// Price ceiling.
+    pub max_price: Option<Money>,
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Largest page size.
+pub const MAX_LIMIT: i64 = 100;
+
+impl ListQuery {
+    /// Validates every parameter, reporting all problems at once.
+    pub fn parse(params: ListParams) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let limit = match params.limit.as_deref() {
+            None => Some(DEFAULT_LIMIT),
+            Some(raw) => errors.check(
+                "limit",
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+            ),
+        };
+        let after = match params.cursor.as_deref() {
+            None | Some("") => Some(None),
+            Some(raw) => errors
+                .check("cursor", Cursor::decode(raw))
+                .map(|c| Some(c.0)),
+        };
+        let name_contains = match params.q.as_deref().map(str::trim) {
+            None | Some("") => Some(None),
+            Some(q) if q.chars().count() > 100 => errors.check(
+                "q",
+                Err::<Option<String>, _>("must be at most 100 characters long"),
+            ),
+            Some(q) => Some(Some(q.to_string())),
+        };
+        let mut price = |field: &str, raw: Option<String>| match raw {
+            None => Some(None),
+            Some(raw) => errors.check(field, Money::parse_decimal(&raw)).map(Some),
+        };
+        let min_price = price("min_price", params.min_price);
+        let max_price = price("max_price", params.max_price);
+        if let (Some(Some(min)), Some(Some(max))) = (min_price, max_price)
+            && min > max
+        {
+            errors.add("max_price", "must not be below min_price");
+        }
+        match (limit, after, name_contains, min_price, max_price) {
+            (Some(limit), Some(after), Some(name_contains), Some(min_price), Some(max_price))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    limit,
+                    after,
+                    name_contains,
+                    min_price,
+                    max_price,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_bounds() {
+        let q = ListQuery::parse(ListParams::default()).expect("valid");
+        assert_eq!(
+            (q.limit, q.after, q.name_contains, q.min_price),
+            (DEFAULT_LIMIT, None, None, None)
+        );
+        let params = ListParams {
+            limit: Some("0".into()),
+            cursor: Some("!!".into()),
+            q: Some("x".repeat(101)),
+            min_price: Some("5".into()),
+            max_price: Some("1".into()),
+        };
+        let errors = ListQuery::parse(params).expect_err("invalid");
+        for field in ["limit", "cursor", "q", "max_price"] {
+            assert!(errors.get(field).is_some(), "{field}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let id = Uuid::now_v7();
+        assert_eq!(Cursor::decode(&Cursor(id).encode()), Ok(Cursor(id)));
+        assert!(Cursor::decode("AAAA").is_err());
+    }
+}

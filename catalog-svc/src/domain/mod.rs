@@ -1,0 +1,9 @@
+//! Types that are valid by construction.
+
+mod listing;
+mod product;
+mod version;
+
+pub use listing::{Cursor, ListParams, ListQuery};
+pub use product::{Product, ProductInput, ProductRequest};
+pub use version::{ExpectedVersion, PreconditionError, VersionSource, etag};

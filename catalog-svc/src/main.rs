@@ -1,0 +1,24 @@
+//! `catalog-svc [serve | migrate]`.
+
+use catalog_svc::{Application, CatalogConfig, MIGRATIONS};
+use common::cli::ServiceCommand;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let command = ServiceCommand::from_args("catalog-svc")?;
+    common::telemetry::init("catalog-svc");
+    let config = CatalogConfig::load()?;
+    match command {
+        ServiceCommand::Serve => {
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        ServiceCommand::Migrate => {
+            let applied = common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
+            println!("applied {} migration(s)", applied.len());
+        }
+    }
+    Ok(())
+}

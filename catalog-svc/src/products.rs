@@ -1,0 +1,113 @@
+//! Product use cases: authorisation and the version rules around the
+//! repository. Handlers call these; these call SQL.
+
+use common::auth::AuthUser;
+use common::db::{self, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{Cursor, ExpectedVersion, ListQuery, Product, ProductInput};
+use crate::error::ApiError;
+use crate::repository::products as repo;
+
+/// A page of products.
+pub struct Page {
+    /// The products, in id order.
+    pub items: Vec<Product>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Only the owner or an admin may change a product.
+fn authorize(caller: &AuthUser, product: &Product) -> Result<(), ApiError> {
+    if caller.id == product.owner_id || caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// Creates a product owned by the caller.
+pub async fn create(
+    pool: &PgPool,
+    caller: &AuthUser,
+    input: &ProductInput,
+) -> Result<Product, ApiError> {
+    let client = db::client(pool).await?;
+    Ok(repo::insert(&client, caller.id, input).await?)
+}
+
+/// One product.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Product, ApiError> {
+    let client = db::client(pool).await?;
+    repo::find(&client, id).await?.ok_or(ApiError::NotFound)
+}
+
+/// A page of products matching the query.
+pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page, ApiError> {
+    let client = db::client(pool).await?;
+    let mut items = repo::list(&client, query).await?;
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|p| Cursor(p.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// Replaces a product's fields if `expected` is still its version.
+pub async fn update(
+    pool: &PgPool,
+    caller: &AuthUser,
+    id: Uuid,
+    expected: ExpectedVersion,
+    input: &ProductInput,
+) -> Result<Product, ApiError> {
+    let client = db::client(pool).await?;
+    // The owner never changes, so checking it before the conditional write
+    // cannot race with another writer.
+    let current = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
+    authorize(caller, &current)?;
+    match repo::update(&client, id, expected.version, input).await? {
+        Some(updated) => Ok(updated),
+        None => Err(stale_or_gone(&client, id, expected).await?),
+    }
+}
+
+/// Deletes a product; with a version, only if it is still current.
+pub async fn delete(
+    pool: &PgPool,
+    caller: &AuthUser,
+    id: Uuid,
+    expected: Option<ExpectedVersion>,
+) -> Result<(), ApiError> {
+    let client = db::client(pool).await?;
+    let current = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
+    authorize(caller, &current)?;
+    if repo::delete(&client, id, expected.map(|e| e.version)).await? {
+        return Ok(());
+    }
+    match expected {
+        Some(expected) => Err(stale_or_gone(&client, id, expected).await?),
+        // Unconditional and nothing deleted: someone else deleted it first.
+        None => Err(ApiError::NotFound),
+    }
+}
+
+/// After a conditional write matched no row: the product is gone (404) or
+/// moved on to another version (409/412 naming the current one).
+async fn stale_or_gone(
+    client: &impl common::db::GenericClient,
+    id: Uuid,
+    expected: ExpectedVersion,
+) -> Result<ApiError, ApiError> {
+    Ok(match repo::find(client, id).await? {
+        None => ApiError::NotFound,
+        Some(now) => ApiError::StaleVersion {
+            expected: expected.version,
+            current: now.version,
+            via: expected.source,
+        },
+    })
+}

@@ -1,0 +1,3 @@
+//! All SQL of catalog-svc, over any `GenericClient` (connection or transaction).
+
+pub mod products;

@@ -1,0 +1,145 @@
+//! The `products` table. Every write is conditional on the version the
+//! caller read, and bumps it.
+
+use common::db::{DbError, GenericClient};
+use common::money::Money;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::domain::{ListQuery, Product, ProductInput};
+
+const COLUMNS: &str =
+    "id, owner_id, name, description, price_cents, stock, version, created_at, updated_at";
+
+fn product(row: &Row) -> Result<Product, DbError> {
+    let cents: i64 = row.try_get("price_cents")?;
+    Ok(Product {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        // The CHECK constraint keeps cents non-negative; the upper bound is
+        // enforced on input, so an out-of-range value is clamped, not fatal.
+        price: Money::from_cents(cents).unwrap_or(Money::MAX),
+        stock: row.try_get("stock")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Inserts a product at version 1.
+pub async fn insert(
+    client: &impl GenericClient,
+    owner: Uuid,
+    input: &ProductInput,
+) -> Result<Product, DbError> {
+    let sql = format!(
+        "INSERT INTO products (id, owner_id, name, description, price_cents, stock) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                &owner,
+                &input.name(),
+                &input.description(),
+                &input.price().cents(),
+                &input.stock(),
+            ],
+        )
+        .await?;
+    product(&row)
+}
+
+/// One product.
+pub async fn find(client: &impl GenericClient, id: Uuid) -> Result<Option<Product>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(product)
+        .transpose()
+}
+
+/// Up to `query.limit + 1` products after the cursor, in id order; the extra
+/// row tells the caller there is a next page.
+pub async fn list(client: &impl GenericClient, query: &ListQuery) -> Result<Vec<Product>, DbError> {
+    // Wildcards in the search text are literal characters, not patterns.
+    let pattern = query.name_contains.as_deref().map(|q| {
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let sql = format!(
+        "SELECT {COLUMNS} FROM products \
+         WHERE ($1::uuid IS NULL OR id > $1) \
+           AND ($2::text IS NULL OR name ILIKE $2) \
+           AND ($3::bigint IS NULL OR price_cents >= $3) \
+           AND ($4::bigint IS NULL OR price_cents <= $4) \
+         ORDER BY id LIMIT $5"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &query.after,
+                &pattern,
+                &query.min_price.map(Money::cents),
+                &query.max_price.map(Money::cents),
+                &(query.limit + 1),
+            ],
+        )
+        .await?;
+    rows.iter().map(product).collect()
+}
+
+/// Replaces the fields of a product if it is still at `expected_version`;
+/// `None` when it is not (stale, or deleted meanwhile).
+pub async fn update(
+    client: &impl GenericClient,
+    id: Uuid,
+    expected_version: i64,
+    input: &ProductInput,
+) -> Result<Option<Product>, DbError> {
+    let sql = format!(
+        "UPDATE products SET name = $3, description = $4, price_cents = $5, stock = $6, \
+                version = version + 1, updated_at = now() \
+         WHERE id = $1 AND version = $2 RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &expected_version,
+                &input.name(),
+                &input.description(),
+                &input.price().cents(),
+                &input.stock(),
+            ],
+        )
+        .await?;
+    row.as_ref().map(product).transpose()
+}
+
+/// Deletes a product, only at `expected_version` when one is given; true
+/// when a row was deleted.
+pub async fn delete(
+    client: &impl GenericClient,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<bool, DbError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM products WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
+            &[&id, &expected_version],
+        )
+        .await?;
+    Ok(deleted == 1)
+}

@@ -1,0 +1,184 @@
+//! `/products` handlers.
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::auth::AuthUser;
+use common::web::Problem;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{
+    ExpectedVersion, ListParams, ListQuery, Product, ProductInput, ProductRequest, etag,
+};
+use crate::error::ApiError;
+use crate::products;
+use crate::startup::AppState;
+
+/// A page of the listing.
+#[derive(Serialize, ToSchema)]
+pub struct ProductPage {
+    /// Products in this page.
+    pub items: Vec<Product>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().map_err(|_| ApiError::from(invalid_header())))
+        .transpose()
+}
+
+fn invalid_header() -> common::web::FieldErrors {
+    let mut errors = common::web::FieldErrors::new();
+    errors.add("If-Match", "must be one strong ETag such as \"3\"");
+    errors
+}
+
+fn with_etag(mut response: actix_web::HttpResponseBuilder, product: &Product) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, etag(product.version)))
+        .json(product)
+}
+
+/// Creates a product owned by the caller.
+#[utoipa::path(
+    post, path = "/products", tag = "products",
+    request_body = ProductRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` and `ETag` set", body = Product),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<ProductRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = ProductInput::parse(&body)?;
+    let product = products::create(&state.pool, &caller, &input).await?;
+    tracing::info!(product_id = %product.id, "product created");
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, format!("/products/{}", product.id)));
+    Ok(with_etag(response, &product))
+}
+
+/// Lists products in a stable order, a page at a time.
+#[utoipa::path(
+    get, path = "/products", tag = "products",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page", body = ProductPage),
+        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(params.into_inner())?;
+    let page = products::list(&state.pool, &query).await?;
+    Ok(HttpResponse::Ok().json(ProductPage {
+        items: page.items,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}
+
+/// One product, with its version as `ETag`.
+#[utoipa::path(
+    get, path = "/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product; `ETag` is its version", body = Product),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let product = products::get(&state.pool, id.into_inner()).await?;
+    let tag = etag(product.version);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    Ok(with_etag(HttpResponse::Ok(), &product))
+}
+
+/// Replaces a product's fields, if the given version is still current.
+#[utoipa::path(
+    put, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = Uuid, Path, description = "Product id"),
+        ("If-Match" = Option<String>, Header, description = "The version being replaced, e.g. \"3\" (or send `version` in the body)"),
+    ),
+    request_body = ProductRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated; version + 1", body = Product),
+        (status = 400, description = "Invalid fields or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither the owner nor an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale body `version`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "No version given", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+    body: web::Json<ProductRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = ProductInput::parse(&body)?;
+    let expected = ExpectedVersion::from_request(if_match(req.headers())?, body.version.as_ref())?;
+    let product = products::update(&state.pool, &caller, id.into_inner(), expected, &input).await?;
+    tracing::info!(product_id = %product.id, version = product.version, "product updated");
+    Ok(with_etag(HttpResponse::Ok(), &product))
+}
+
+/// Deletes a product; with `If-Match`, only at that version.
+#[utoipa::path(
+    delete, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = Uuid, Path, description = "Product id"),
+        ("If-Match" = Option<String>, Header, description = "Optional: delete only at this version"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither the owner nor an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(req.headers())?
+        .map(|h| ExpectedVersion::from_request(Some(h), None))
+        .transpose()?;
+    let id = id.into_inner();
+    products::delete(&state.pool, &caller, id, expected).await?;
+    tracing::info!(product_id = %id, "product deleted");
+    Ok(HttpResponse::NoContent().finish())
+}

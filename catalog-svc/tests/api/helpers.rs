@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+use catalog_svc::CatalogConfig;
+use common::auth::{Role, SigningKey, TokenIssuer};
+use common::config::{JwtConfig, ServiceConfig, VerifierConfig};
+use common::testing::TestDatabase;
+use reqwest::Response;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const ISSUER: &str = "shop-auth";
+pub const AUDIENCE: &str = "shop";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub _db: TestDatabase,
+    issuer: TokenIssuer,
+    key_file: std::path::PathBuf,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.key_file);
+    }
+}
+
+/// A caller: id and bearer token.
+#[derive(Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub token: String,
+}
+
+pub fn config(db: &TestDatabase, verifier: VerifierConfig) -> CatalogConfig {
+    CatalogConfig {
+        service: ServiceConfig {
+            http_addr: "127.0.0.1:0".into(),
+            database_url: db.url(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
+            amqp_prefix: format!("test-{}.", Uuid::new_v4().simple()),
+            db_pool_size: 8,
+            shutdown_timeout_secs: 1,
+        },
+        jwt: JwtConfig {
+            jwt_issuer: ISSUER.into(),
+            jwt_audience: AUDIENCE.into(),
+        },
+        verifier,
+    }
+}
+
+/// catalog-svc trusting a public key file whose private half the test holds.
+pub async fn spawn_app() -> TestApp {
+    common::telemetry::init_for_tests();
+    let key = SigningKey::generate();
+    let key_file = std::env::temp_dir().join(format!("catalog-test-{}.pub.pem", Uuid::new_v4()));
+    std::fs::write(&key_file, key.public_key_pem()).expect("write public key");
+    let db = TestDatabase::create().await;
+    let verifier = VerifierConfig {
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        jwt_public_key_file: Some(key_file.clone()),
+    };
+    let app = catalog_svc::Application::build(config(&db, verifier))
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let issuer = TokenIssuer::new(key, [], ISSUER, AUDIENCE, Duration::from_secs(900));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _db: db,
+        issuer,
+        key_file,
+    }
+}
+
+pub fn product_body(name: &str, price: Value, stock: i64) -> Value {
+    json!({"name": name, "description": "a thing", "price": price, "stock": stock})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn user(&self, role: Role) -> User {
+        let id = Uuid::new_v4();
+        let token = self.issuer.issue(id, "someone", role).expect("token").token;
+        User { id, token }
+    }
+
+    pub async fn create(&self, user: &User, body: &Value) -> Response {
+        self.client
+            .post(self.url("/products"))
+            .bearer_auth(&user.token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a product and returns its JSON.
+    pub async fn create_ok(&self, user: &User, name: &str, price: Value, stock: i64) -> Value {
+        let response = self.create(user, &product_body(name, price, stock)).await;
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("json")
+    }
+
+    pub async fn get(&self, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/products/{id}")))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put(
+        &self,
+        user: &User,
+        id: &str,
+        if_match: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut request = self
+            .client
+            .put(self.url(&format!("/products/{id}")))
+            .bearer_auth(&user.token)
+            .json(body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn delete(&self, user: &User, id: &str, if_match: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .delete(self.url(&format!("/products/{id}")))
+            .bearer_auth(&user.token);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/products{query}")))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+pub async fn assert_problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type was {content_type}"
+    );
+    let body: Value = response.json().await.expect("json body");
+    assert_eq!(body["status"], status);
+    body
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real catalog-svc on port 0 against a fresh,
+//! migrated PostgreSQL database per test.
+
+mod concurrency;
+mod helpers;
+mod listing;
+mod products;
+mod with_auth_svc;
