@@ -9,6 +9,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod http_client;
+pub mod messaging;
 pub mod money;
 pub mod telemetry;
 #[cfg(feature = "testing")]

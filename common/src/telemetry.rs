@@ -70,3 +70,76 @@ mod tests {
         assert_eq!(error_chain(&err), "outer: root cause");
     }
 }
+
+/// W3C trace context carried across HTTP (`traceparent` header) and AMQP
+/// (`traceparent` message header), so one trace id follows an order from the
+/// request through every event it causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: String,
+}
+
+tokio::task_local! {
+    static TRACE: TraceContext;
+}
+
+impl TraceContext {
+    /// Continues the trace of a `traceparent` value, or starts a new one
+    /// when it is absent or malformed.
+    pub fn from_traceparent(value: Option<&str>) -> Self {
+        let parsed = value.and_then(|v| {
+            let parts: Vec<&str> = v.trim().split('-').collect();
+            let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+            (parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
+                && parts[1] != "00000000000000000000000000000000")
+                .then(|| parts[1].to_ascii_lowercase())
+        });
+        Self { trace_id: parsed.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()) }
+    }
+
+    /// The trace id (32 hex digits).
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// A `traceparent` for an outgoing call or message: this trace, a new span.
+    pub fn child_traceparent(&self) -> String {
+        let span_id: u64 = rand::random::<u64>() | 1;
+        format!("00-{}-{span_id:016x}-01", self.trace_id)
+    }
+
+    /// Runs `future` with this as the current trace context.
+    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        TRACE.scope(self, future).await
+    }
+}
+
+/// A `traceparent` continuing the current trace, if one is in scope.
+pub fn current_traceparent() -> Option<String> {
+    TRACE.try_with(TraceContext::child_traceparent).ok()
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_continue_or_start_traces() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::from_traceparent(Some(parent));
+        assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let child = ctx.child_traceparent();
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && child.len() == 55, "{child}");
+        assert_eq!(TraceContext::from_traceparent(Some("garbage")).trace_id().len(), 32);
+        assert_ne!(TraceContext::from_traceparent(None), TraceContext::from_traceparent(None));
+    }
+
+    #[tokio::test]
+    async fn the_context_is_visible_inside_its_scope_only() {
+        assert_eq!(current_traceparent(), None);
+        let ctx = TraceContext::from_traceparent(None);
+        let id = ctx.trace_id().to_string();
+        let inside = ctx.scope(async { current_traceparent() }).await.expect("in scope");
+        assert!(inside.contains(&id));
+    }
+}

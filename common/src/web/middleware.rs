@@ -11,6 +11,7 @@ use actix_web::{HttpMessage, web};
 use tracing::Instrument;
 
 use super::HttpMetrics;
+use crate::telemetry::TraceContext;
 
 /// Header that carries the request id in and out.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -44,14 +45,18 @@ pub async fn request_context(
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
+    let trace = TraceContext::from_traceparent(
+        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+    );
     let span = tracing::info_span!(
         "request",
         %method,
         %route,
         path = %req.path(),
         %request_id,
+        trace_id = %trace.trace_id(),
     );
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = trace.scope(next.call(req).instrument(span.clone())).await?;
 
     let status = res.status().as_u16();
     let elapsed = started.elapsed();

@@ -1,0 +1,317 @@
+//! The consumer runner: at-least-once delivery, exactly-once effects.
+//!
+//! For each delivery, in one database transaction: record the message id in
+//! `inbox` (already there: a duplicate, ack and skip), run the handler,
+//! commit; ack only after the commit. A failing handler is retried with
+//! backoff (nack + requeue) until the delivery count reaches the limit, then
+//! the message is dead-lettered and the queue flows on. Deliveries are
+//! processed concurrently up to the prefetch, so one slow or poisoned
+//! message never holds up the others. While the database is unreachable a
+//! message is kept (not nacked) and retried in place, so an outage does not
+//! push good messages into the dead-letter queue.
+//!
+//! The table (each consuming service's migrations create it):
+//! `inbox (message_id uuid PK, event_type text, received_at timestamptz)`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Connection;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::broker::{BoxError, RunResult, backoff};
+use super::{Broker, Envelope, MessagingMetrics};
+use crate::db::{DbError, PgPool};
+use crate::telemetry::TraceContext;
+
+pub use deadpool_postgres::Transaction;
+
+/// Why a handler failed, which decides what happens to the message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A dependency is down (the database): keep the message, retry in place.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(BoxError),
+    /// Might work next time (a conflict, a deadlock): retry with backoff,
+    /// dead-letter after the attempt limit.
+    #[error("{0}")]
+    Transient(BoxError),
+    /// Will never work (a malformed payload): dead-letter now.
+    #[error("{0}")]
+    Permanent(BoxError),
+}
+
+impl From<DbError> for HandlerError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() { HandlerError::Unavailable(e.into()) } else { HandlerError::Transient(e.into()) }
+    }
+}
+
+impl From<tokio_postgres::Error> for HandlerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+/// Applies one kind of message inside the runner's transaction. Everything
+/// it writes (state and outbox rows) commits with the inbox record.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `envelope` within `tx`. Messages of types it does not know
+    /// should be accepted and ignored.
+    fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Unacked deliveries in flight at once.
+    pub prefetch: u16,
+    /// Deliveries of one message before it is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// How long message ids are remembered for deduplication.
+    pub inbox_retention: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 16,
+            max_attempts: 5,
+            retry_base: Duration::from_millis(200),
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Consumes one queue with one handler.
+pub struct Consumer<H> {
+    broker: Broker,
+    pool: PgPool,
+    queue: &'static str,
+    handler: H,
+    metrics: MessagingMetrics,
+    settings: ConsumerSettings,
+}
+
+enum Outcome {
+    Processed,
+    Duplicate,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// A consumer of `queue` (a name from [`super::topology`]).
+    pub fn new(
+        broker: Broker,
+        pool: PgPool,
+        queue: &'static str,
+        handler: H,
+        metrics: MessagingMetrics,
+        settings: ConsumerSettings,
+    ) -> Self {
+        Self { broker, pool, queue, handler, metrics, settings }
+    }
+
+    /// Consumes until `shutdown`; then stops taking messages and finishes
+    /// the ones in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let broker = this.broker.clone();
+        broker
+            .supervise(this.queue, shutdown.clone(), |connection| this.clone().consume(connection, shutdown.clone()))
+            .await;
+    }
+
+    async fn consume(self: Arc<Self>, connection: Connection, shutdown: CancellationToken) -> RunResult {
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
+        let queue = self.broker.topology().queue(self.queue);
+        let tag = format!("{}-{}", self.queue, uuid::Uuid::new_v4().simple());
+        let mut deliveries = channel
+            .basic_consume(queue.into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        let mut in_flight = JoinSet::new();
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                self.prune_inbox().await;
+                last_prune = Some(Instant::now());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+                    // Finish what is in flight; anything unacked is requeued
+                    // by the broker when the channel closes.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                        while in_flight.join_next().await.is_some() {}
+                    })
+                    .await;
+                    let _ = channel.close(200, "shutting down".into()).await;
+                    return Ok(());
+                }
+                next = deliveries.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let this = self.clone();
+                        let stop = shutdown.clone();
+                        in_flight.spawn(async move { this.process(delivery, stop).await });
+                    }
+                    Some(Err(e)) => {
+                        // The channel is gone; in-flight deliveries can no
+                        // longer be acked and will be redelivered.
+                        in_flight.abort_all();
+                        return Err(e.into());
+                    }
+                    None => {
+                        in_flight.abort_all();
+                        return Err(BoxError::from("the broker cancelled the consumer"));
+                    }
+                },
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            }
+        }
+    }
+
+    async fn process(&self, delivery: Delivery, shutdown: CancellationToken) {
+        let attempt = delivery_count(&delivery) + 1;
+        let envelope: Result<Envelope, _> = serde_json::from_slice(&delivery.data);
+        let (message_id, kind) = match &envelope {
+            Ok(e) => (e.id.to_string(), e.kind.clone()),
+            Err(_) => (String::from("unparseable"), String::from("unknown")),
+        };
+        let trace = TraceContext::from_traceparent(traceparent(&delivery).as_deref());
+        let span = tracing::info_span!("message", queue = self.queue, %message_id, event_type = %kind, attempt, trace_id = %trace.trace_id());
+        let work = async {
+            let envelope = match envelope {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    tracing::error!(error = %e, "message is not an event envelope; dead-lettering it");
+                    return self.dead_letter(&delivery, &kind).await;
+                }
+            };
+            let mut unavailable_for = 0;
+            loop {
+                match self.apply(&envelope).await {
+                    Ok(outcome) => {
+                        let outcome = match outcome {
+                            Outcome::Processed => "processed",
+                            Outcome::Duplicate => "duplicate",
+                        };
+                        tracing::info!(outcome, "message handled");
+                        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                            // Committed but not acked: the redelivery will be
+                            // recognised as a duplicate.
+                            tracing::warn!(error = %e, "ack failed after commit");
+                        }
+                        self.count(&kind, outcome);
+                        return;
+                    }
+                    Err(HandlerError::Unavailable(e)) => {
+                        unavailable_for += 1;
+                        tracing::warn!(error = %e, "dependency unavailable; keeping the message and retrying");
+                        tokio::select! {
+                            // Not acked: the broker requeues it when the channel closes.
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff(unavailable_for)) => {}
+                        }
+                    }
+                    Err(HandlerError::Permanent(e)) => {
+                        tracing::error!(error = %e, "message can never be handled; dead-lettering it");
+                        return self.dead_letter(&delivery, &kind).await;
+                    }
+                    Err(HandlerError::Transient(e)) if attempt >= self.settings.max_attempts => {
+                        tracing::error!(error = %e, "message failed on its last attempt; dead-lettering it");
+                        return self.dead_letter(&delivery, &kind).await;
+                    }
+                    Err(HandlerError::Transient(e)) => {
+                        let delay = self.settings.retry_base * 2u32.saturating_pow(attempt - 1);
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                        self.count(&kind, "retried");
+                        return;
+                    }
+                }
+            }
+        };
+        trace.scope(work.instrument(span)).await;
+    }
+
+    /// One transaction: inbox record, handler, commit.
+    async fn apply(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let tx = client.transaction().await?;
+        let recorded = tx
+            .execute(
+                "INSERT INTO inbox (message_id, event_type) VALUES ($1, $2) ON CONFLICT (message_id) DO NOTHING",
+                &[&envelope.id, &envelope.kind],
+            )
+            .await?;
+        if recorded == 0 {
+            return Ok(Outcome::Duplicate);
+        }
+        self.handler.handle(&tx, envelope).await?;
+        tx.commit().await?;
+        Ok(Outcome::Processed)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, kind: &str) {
+        // requeue = false routes it through the queue's dead-letter exchange.
+        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+            tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered");
+            return;
+        }
+        self.metrics.dead_lettered.with_label_values(&[self.queue, kind]).inc();
+        self.count(kind, "dead_lettered");
+    }
+
+    fn count(&self, kind: &str, outcome: &str) {
+        self.metrics.consumed.with_label_values(&[self.queue, kind, outcome]).inc();
+    }
+
+    async fn prune_inbox(&self) {
+        let Ok(client) = self.pool.get().await else { return };
+        let retention = self.settings.inbox_retention.as_secs_f64();
+        if let Err(e) = client
+            .execute("DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)", &[&retention])
+            .await
+        {
+            tracing::warn!(error = %e, "pruning the inbox failed");
+        }
+    }
+}
+
+/// Earlier deliveries of this message: quorum queues count them in
+/// `x-delivery-count`; a bare `redelivered` flag counts as one.
+fn delivery_count(delivery: &Delivery) -> u32 {
+    let counted = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::ShortInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongUInt(n) => Some(n),
+            _ => None,
+        });
+    counted.unwrap_or(u32::from(delivery.redelivered))
+}
+
+fn traceparent(delivery: &Delivery) -> Option<String> {
+    match delivery.properties.headers().as_ref()?.inner().get("traceparent")? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,295 @@
+//! The transactional outbox and its relay.
+//!
+//! A service writes its events with [`enqueue`] in the same transaction as
+//! the state change, so both commit or neither does. The [`OutboxRelay`]
+//! publishes unsent rows with publisher confirms and marks a row sent only
+//! after the broker confirmed it; it claims rows with `FOR UPDATE SKIP
+//! LOCKED`, so several replicas never publish the same row concurrently. A
+//! crash between confirm and commit republishes a row: delivery is
+//! at-least-once and consumers deduplicate by message id.
+//!
+//! The relay wakes on `NOTIFY shop_outbox` (sent by `enqueue`, delivered at
+//! commit) and polls as a fallback; sent rows are pruned after a retention
+//! period.
+//!
+//! The table (each service's migrations create it):
+//! `outbox (id uuid PK, event_type text, payload jsonb, traceparent text,
+//! created_at timestamptz, published_at timestamptz)`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::broker::{BoxError, RunResult, backoff};
+use super::{Broker, Envelope, Event, MessagingMetrics};
+use crate::db::{DbError, GenericClient, PgPool};
+
+const CHANNEL: &str = "shop_outbox";
+
+/// Writes `envelope` to the outbox within the caller's transaction.
+pub async fn enqueue<T: Event>(tx: &impl GenericClient, envelope: &Envelope<T>) -> Result<(), DbError> {
+    // Serialised straight to text and stored as jsonb, which keeps numbers
+    // exact; our event types always serialise.
+    let payload = serde_json::to_string(envelope).expect("events always serialise");
+    let traceparent = crate::telemetry::current_traceparent();
+    tx.execute(
+        "INSERT INTO outbox (id, event_type, payload, traceparent) VALUES ($1, $2, $3::text::jsonb, $4)",
+        &[&envelope.id, &envelope.kind, &payload, &traceparent],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
+    Ok(())
+}
+
+/// Relay settings.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Rows claimed per round.
+    pub batch_size: i64,
+    /// Poll interval when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long sent rows are kept.
+    pub retention: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self { batch_size: 100, poll_interval: Duration::from_secs(1), retention: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// Publishes outbox rows to the broker.
+pub struct OutboxRelay {
+    pool: PgPool,
+    database_url: SecretString,
+    broker: Broker,
+    metrics: MessagingMetrics,
+    settings: RelaySettings,
+}
+
+enum RelayError {
+    Database(DbError),
+    Broker(BoxError),
+}
+
+impl From<DbError> for RelayError {
+    fn from(e: DbError) -> Self {
+        RelayError::Database(e)
+    }
+}
+
+impl From<lapin::Error> for RelayError {
+    fn from(e: lapin::Error) -> Self {
+        RelayError::Broker(e.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for RelayError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        RelayError::Database(e.into())
+    }
+}
+
+impl OutboxRelay {
+    /// A relay over `pool` (the service's database) publishing via `broker`.
+    pub fn new(
+        pool: PgPool,
+        database_url: SecretString,
+        broker: Broker,
+        metrics: MessagingMetrics,
+        settings: RelaySettings,
+    ) -> Self {
+        Self { pool, database_url, broker, metrics, settings }
+    }
+
+    /// Runs until `shutdown`, then publishes what is left once more and stops.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(self.database_url.clone(), wake.clone(), shutdown.clone()));
+        let relay = Arc::new(self);
+        relay
+            .broker
+            .clone()
+            .supervise("outbox-relay", shutdown.clone(), |connection| {
+                relay.clone().publish_loop(connection, wake.clone(), shutdown.clone())
+            })
+            .await;
+        listener.abort();
+    }
+
+    async fn publish_loop(self: Arc<Self>, connection: Connection, wake: Arc<Notify>, shutdown: CancellationToken) -> RunResult {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let mut last_housekeeping: Option<Instant> = None;
+        loop {
+            let full_batch = match self.publish_batch(&channel).await {
+                Ok(published) => published as i64 == self.settings.batch_size,
+                Err(RelayError::Broker(e)) => return Err(e),
+                Err(RelayError::Database(e)) => {
+                    tracing::warn!(error = %e, "outbox relay cannot read the database");
+                    false
+                }
+            };
+            if last_housekeeping.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                self.housekeeping().await;
+                last_housekeeping = Some(Instant::now());
+            }
+            if full_batch {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Flush what committed before the stop, then leave.
+                    return match self.publish_batch(&channel).await {
+                        Err(RelayError::Broker(e)) => Err(e),
+                        _ => Ok(()),
+                    };
+                }
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Claims, publishes and marks one batch; returns how many were confirmed.
+    async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT id, event_type, payload::text, traceparent FROM outbox \
+                 WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                &[&self.settings.batch_size],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let exchange = self.broker.topology().exchange();
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get(0)?;
+            let event_type: String = row.try_get(1)?;
+            let payload: String = row.try_get(2)?;
+            let traceparent: Option<String> = row.try_get(3)?;
+            let properties = properties(id, &event_type, traceparent);
+            let confirm = channel
+                .basic_publish(
+                    exchange.clone().into(),
+                    event_type.clone().into(),
+                    BasicPublishOptions::default(),
+                    payload.as_bytes(),
+                    properties,
+                )
+                .await?;
+            pending.push((id, event_type, confirm));
+        }
+        let mut confirmed = Vec::with_capacity(pending.len());
+        let mut refused = 0;
+        for (id, event_type, confirm) in pending {
+            match confirm.await? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {
+                    self.metrics.published.with_label_values(&[event_type.as_str()]).inc();
+                    confirmed.push(id);
+                }
+                Confirmation::Nack(_) => refused += 1,
+            }
+        }
+        tx.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &[&confirmed]).await?;
+        tx.commit().await?;
+        if refused > 0 {
+            // Unconfirmed rows stay unsent and are retried on a new channel.
+            return Err(RelayError::Broker(format!("broker refused {refused} event(s)").into()));
+        }
+        Ok(confirmed.len())
+    }
+
+    /// Backlog metrics and pruning of old sent rows.
+    async fn housekeeping(&self) {
+        let Ok(client) = self.pool.get().await else { return };
+        let backlog = client
+            .query_one(
+                "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+                 FROM outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await;
+        if let Ok(row) = backlog {
+            self.metrics.outbox_backlog.set(row.get::<_, i64>(0));
+            self.metrics.outbox_oldest_age.set(row.get::<_, f64>(1));
+        }
+        let retention = self.settings.retention.as_secs_f64();
+        if let Err(e) = client
+            .execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                &[&retention],
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "pruning the outbox failed");
+        }
+    }
+}
+
+/// AMQP properties of an event: persistent JSON with id, type and trace.
+fn properties(id: Uuid, event_type: &str, traceparent: Option<String>) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if let Some(traceparent) = traceparent {
+        headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent)));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(id.to_string().into())
+        .with_type(event_type.into())
+        .with_timestamp(chrono::Utc::now().timestamp() as u64)
+        .with_headers(headers)
+}
+
+/// Keeps a `LISTEN shop_outbox` connection open and turns notifications into
+/// wake-ups; reconnects when it drops (polling covers the gap).
+async fn listen(database_url: SecretString, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut failures = 0;
+    while !shutdown.is_cancelled() {
+        match tokio_postgres::connect(database_url.expose_secret(), NoTls).await {
+            Ok((client, mut connection)) => {
+                let notify = wake.clone();
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let driver = tokio::spawn(async move {
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(_)) => notify.notify_one(),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                    failures = 0;
+                    // A notification may have been missed while connecting.
+                    wake.notify_one();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = driver => {}
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "outbox LISTEN connection failed"),
+        }
+        failures += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(backoff(failures)) => {}
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Exchange and queue names (behind `AMQP_PREFIX`) and their declaration.
+//!
+//! Every service declares the whole topology, not just its own queues: an
+//! event published before its consumer ever started must still land in a
+//! queue rather than be dropped by an exchange with no bindings.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// catalog-svc's queue: order events that reserve or release stock.
+pub const CATALOG_ORDER_EVENTS: &str = "catalog.order-events";
+/// order-svc's queue: the saga's replies from catalog-svc.
+pub const ORDER_STOCK_EVENTS: &str = "order.stock-events";
+
+/// The broker's backstop: a message delivered this many times is
+/// dead-lettered by RabbitMQ itself. The consumer runner dead-letters much
+/// earlier ([`crate::messaging::consumer`]); this only catches a consumer
+/// that crashes on a message before it can decide.
+const DELIVERY_LIMIT: i64 = 50;
+
+/// The queues of the system and the routing keys bound to each.
+const QUEUES: &[(&str, &[&str])] = &[
+    (CATALOG_ORDER_EVENTS, &["order.created", "order.cancelled"]),
+    (ORDER_STOCK_EVENTS, &["stock.*"]),
+];
+
+/// Names of Shop's exchanges and queues under one prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    /// Names under `prefix` (empty in production; unique per test).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    /// The topic exchange every event is published to.
+    pub fn exchange(&self) -> String {
+        format!("{}shop.events", self.prefix)
+    }
+
+    /// The dead-letter exchange.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}shop.dlx", self.prefix)
+    }
+
+    /// A queue's full name.
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A queue's dead-letter queue.
+    pub fn dead_letter_queue(&self, name: &str) -> String {
+        format!("{}{name}.dlq", self.prefix)
+    }
+
+    /// Declares exchanges, quorum queues, their DLQs and bindings.
+    /// Idempotent: run after every (re)connect.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(self.exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await?;
+        channel
+            .exchange_declare(self.dead_letter_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+            .await?;
+        let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
+        for (name, keys) in QUEUES {
+            let queue = self.queue(name);
+            let dlq = self.dead_letter_queue(name);
+            let mut args = quorum();
+            args.insert("x-dead-letter-exchange".into(), long_string(&self.dead_letter_exchange()));
+            args.insert("x-dead-letter-routing-key".into(), long_string(&queue));
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+            channel.queue_declare(queue.clone().into(), queue_options, args).await?;
+            for key in *keys {
+                channel
+                    .queue_bind(
+                        queue.clone().into(),
+                        self.exchange().into(),
+                        (*key).into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            channel.queue_declare(dlq.clone().into(), queue_options, quorum()).await?;
+            channel
+                .queue_bind(
+                    dlq.into(),
+                    self.dead_letter_exchange().into(),
+                    queue.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-queue-type"), long_string("quorum"));
+    args
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value.to_string()))
+}
