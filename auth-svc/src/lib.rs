@@ -1,6 +1,7 @@
 //! auth-svc: registers users, logs them in and issues the JWTs that the other
 //! Shop services verify through its JWKS.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -1,13 +1,14 @@
 //! Building and running the auth-svc application.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use common::auth::{TokenIssuer, TokenVerifier};
-use common::db::{self, PgPool};
-use common::web::{HttpMetrics, Readiness, base_app};
+use common::db::PgPool;
+use common::service::{Running, RunningHandle, ServiceRuntime};
+use common::web::base_app;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use crate::config::AuthConfig;
@@ -28,19 +29,18 @@ pub struct AppState {
     pub dummy_hash: String,
 }
 
-/// A bound, not yet running, auth-svc.
+/// A bound, running auth-svc (serving once awaited).
 pub struct Application {
     port: u16,
-    server: Server,
+    running: Running,
 }
 
 impl Application {
-    /// Migrates the database, loads the signing key and binds the listener
-    /// (`HTTP_ADDR` port 0 picks a free port, see [`Application::port`]).
+    /// Migrates the database, loads the signing key, starts the outbox relay
+    /// and binds the listener (`HTTP_ADDR` port 0 picks a free port).
     pub async fn build(config: AuthConfig) -> anyhow::Result<Self> {
-        db::migrate(&config.service.database_url, MIGRATIONS).await?;
-        let pool = db::pool(&config.service.database_url, config.service.db_pool_size)?;
-        let issuer = keys::load_issuer(&config, &pool).await?;
+        let runtime = ServiceRuntime::start("auth-svc", &config.service, MIGRATIONS).await?;
+        let issuer = keys::load_issuer(&config, &runtime.pool).await?;
         // auth-svc trusts exactly the keys it publishes; no HTTP round trip.
         let verifier = web::Data::new(TokenVerifier::from_jwk_set(
             issuer.jwks(),
@@ -49,14 +49,13 @@ impl Application {
         ));
         let dummy_hash = hashing::dummy_hash(config.auth.bcrypt_cost).await?;
         let state = web::Data::new(AppState {
-            pool: pool.clone(),
+            pool: runtime.pool.clone(),
             issuer,
             bcrypt_cost: config.auth.bcrypt_cost,
             dummy_hash,
         });
-        let metrics = web::Data::new(HttpMetrics::new("auth-svc"));
-        let readiness =
-            web::Data::new(Readiness::new().with_check("database", db::readiness_check(pool)));
+        let metrics = web::Data::new(runtime.metrics.clone());
+        let readiness = web::Data::new(runtime.readiness.clone());
 
         let listener = TcpListener::bind(&config.service.http_addr)
             .with_context(|| format!("binding {}", config.service.http_addr))?;
@@ -72,7 +71,11 @@ impl Application {
         .shutdown_timeout(config.service.shutdown_timeout_secs)
         .run();
         tracing::info!(addr = %config.service.http_addr, port, "auth-svc listening");
-        Ok(Self { port, server })
+        let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
+        Ok(Self {
+            port,
+            running: Running::new(server, runtime.lifecycle, grace),
+        })
     }
 
     /// The port actually bound.
@@ -80,8 +83,13 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
+    /// A handle to stop this instance.
+    pub fn handle(&self) -> RunningHandle {
+        self.running.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains requests and background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.running.run().await
     }
 }

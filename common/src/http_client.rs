@@ -86,7 +86,12 @@ pub struct ClientSettings {
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(2), max_retries: 2, failures_to_open: 5, open_for: Duration::from_secs(5) }
+        Self {
+            timeout: Duration::from_secs(2),
+            max_retries: 2,
+            failures_to_open: 5,
+            open_for: Duration::from_secs(5),
+        }
     }
 }
 
@@ -104,9 +109,17 @@ struct Failure(String);
 
 impl ServiceClient {
     /// A client for `upstream` at `base_url`; registers its breaker gauge.
-    pub fn new(upstream: &str, base_url: &str, settings: ClientSettings, registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        upstream: &str,
+        base_url: &str,
+        settings: ClientSettings,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
         let gauges = IntGaugeVec::new(
-            Opts::new("circuit_breaker_state", "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open"),
+            Opts::new(
+                "circuit_breaker_state",
+                "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open",
+            ),
             &["upstream"],
         )?;
         // Several clients may share a registry; reuse the family if present.
@@ -125,16 +138,26 @@ impl ServiceClient {
         let retry = ExponentialBackoff::builder()
             .retry_bounds(Duration::from_millis(50), Duration::from_millis(500))
             .build_with_max_retries(settings.max_retries);
-        let http = ClientBuilder::new(reqwest).with(RetryTransientMiddleware::new_with_policy(retry)).build();
+        let http = ClientBuilder::new(reqwest)
+            .with(RetryTransientMiddleware::new_with_policy(retry))
+            .build();
         let open_for = settings.open_for.max(Duration::from_secs(1));
         let breaker = Config::new()
             .failure_policy(failsafe::failure_policy::consecutive_failures(
                 settings.failures_to_open,
                 failsafe::backoff::equal_jittered(open_for, Duration::from_secs(30).max(open_for)),
             ))
-            .instrument(BreakerGauge { gauge, upstream: upstream.to_string() })
+            .instrument(BreakerGauge {
+                gauge,
+                upstream: upstream.to_string(),
+            })
             .build();
-        Ok(Self { upstream: upstream.to_string(), base_url: base_url.trim_end_matches('/').to_string(), http, breaker })
+        Ok(Self {
+            upstream: upstream.to_string(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            http,
+            breaker,
+        })
     }
 
     /// `GET {base_url}{path}` as JSON; `Ok(None)` on 404. Only GET exists
@@ -156,18 +179,32 @@ impl ServiceClient {
         };
         let response = match self.breaker.call(attempt).await {
             Ok(response) => response,
-            Err(failsafe::Error::Rejected) => return Err(CallError::CircuitOpen(self.upstream.clone())),
+            Err(failsafe::Error::Rejected) => {
+                return Err(CallError::CircuitOpen(self.upstream.clone()));
+            }
             Err(failsafe::Error::Inner(Failure(reason))) => {
-                return Err(CallError::Unavailable { upstream: self.upstream.clone(), reason });
+                return Err(CallError::Unavailable {
+                    upstream: self.upstream.clone(),
+                    reason,
+                });
             }
         };
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => response.json::<T>().await.map(Some).map_err(|e| CallError::Unexpected {
+            status if status.is_success() => {
+                response
+                    .json::<T>()
+                    .await
+                    .map(Some)
+                    .map_err(|e| CallError::Unexpected {
+                        upstream: self.upstream.clone(),
+                        reason: format!("unreadable body: {e}"),
+                    })
+            }
+            status => Err(CallError::Unexpected {
                 upstream: self.upstream.clone(),
-                reason: format!("unreadable body: {e}"),
+                reason: format!("status {status}"),
             }),
-            status => Err(CallError::Unexpected { upstream: self.upstream.clone(), reason: format!("status {status}") }),
         }
     }
 }

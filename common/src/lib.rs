@@ -10,8 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http_client;
+pub mod lifecycle;
 pub mod messaging;
 pub mod money;
+pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

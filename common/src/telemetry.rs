@@ -89,12 +89,19 @@ impl TraceContext {
     pub fn from_traceparent(value: Option<&str>) -> Self {
         let parsed = value.and_then(|v| {
             let parts: Vec<&str> = v.trim().split('-').collect();
-            let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-            (parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
+            let hex =
+                |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+            (parts.len() == 4
+                && hex(parts[0], 2)
+                && hex(parts[1], 32)
+                && hex(parts[2], 16)
+                && hex(parts[3], 2)
                 && parts[1] != "00000000000000000000000000000000")
                 .then(|| parts[1].to_ascii_lowercase())
         });
-        Self { trace_id: parsed.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()) }
+        Self {
+            trace_id: parsed.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        }
     }
 
     /// The trace id (32 hex digits).
@@ -129,9 +136,20 @@ mod trace_tests {
         let ctx = TraceContext::from_traceparent(Some(parent));
         assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let child = ctx.child_traceparent();
-        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && child.len() == 55, "{child}");
-        assert_eq!(TraceContext::from_traceparent(Some("garbage")).trace_id().len(), 32);
-        assert_ne!(TraceContext::from_traceparent(None), TraceContext::from_traceparent(None));
+        assert!(
+            child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && child.len() == 55,
+            "{child}"
+        );
+        assert_eq!(
+            TraceContext::from_traceparent(Some("garbage"))
+                .trace_id()
+                .len(),
+            32
+        );
+        assert_ne!(
+            TraceContext::from_traceparent(None),
+            TraceContext::from_traceparent(None)
+        );
     }
 
     #[tokio::test]
@@ -139,7 +157,10 @@ mod trace_tests {
         assert_eq!(current_traceparent(), None);
         let ctx = TraceContext::from_traceparent(None);
         let id = ctx.trace_id().to_string();
-        let inside = ctx.scope(async { current_traceparent() }).await.expect("in scope");
+        let inside = ctx
+            .scope(async { current_traceparent() })
+            .await
+            .expect("in scope");
         assert!(inside.contains(&id));
     }
 }

@@ -1,13 +1,13 @@
 //! `POST /register`.
 
 use actix_web::{HttpResponse, web};
-use common::web::Problem;
+use common::web::{Problem, RequestId};
 
 use super::UserResponse;
 use crate::domain::{NewUser, RegisterRequest};
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::{hashing, repository};
+use crate::{accounts, hashing};
 
 /// Creates a user with role `customer`.
 #[utoipa::path(
@@ -22,12 +22,12 @@ use crate::{hashing, repository};
 )]
 pub async fn register(
     state: web::Data<AppState>,
+    request_id: web::ReqData<RequestId>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let new_user = NewUser::parse(body.into_inner())?;
     let hash = hashing::hash(new_user.password.clone(), state.bcrypt_cost).await?;
-    let client = common::db::client(&state.pool).await?;
-    let user = repository::users::insert(&client, &new_user, &hash).await?;
+    let user = accounts::register(&state.pool, &new_user, &hash, request_id.0.clone()).await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok(HttpResponse::Created().json(UserResponse::from(user)))
 }

@@ -1,3 +1,6 @@
+use std::time::Duration;
+
+use common::testing::eventually;
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, spawn_app};
@@ -12,15 +15,23 @@ async fn healthz_and_readyz_are_ok_while_the_database_is_up() {
         .await
         .expect("request");
     assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.expect("json");
+    // Ready once the broker connection is up too.
+    let body: Value = eventually("readiness", Duration::from_secs(10), || async {
+        let ready = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("request");
+        if ready.status() == 200 {
+            ready.json().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
     assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["broker"], "ok");
 }
 
 #[tokio::test]

@@ -33,7 +33,11 @@ impl BrokerStatus {
     /// Components that are not connected.
     pub fn disconnected(&self) -> Vec<String> {
         let components = self.components.lock().unwrap_or_else(|e| e.into_inner());
-        components.iter().filter(|(_, up)| !**up).map(|(name, _)| name.clone()).collect()
+        components
+            .iter()
+            .filter(|(_, up)| !**up)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -49,7 +53,12 @@ pub struct Broker {
 impl Broker {
     /// A broker handle for `service`; nothing connects until a component runs.
     pub fn new(url: SecretString, topology: Topology, service: &str) -> Self {
-        Self { url, topology, service: service.to_string(), status: Arc::default() }
+        Self {
+            url,
+            topology,
+            service: service.to_string(),
+            status: Arc::default(),
+        }
     }
 
     /// The names in use.
@@ -63,7 +72,11 @@ impl Broker {
         Arc::new(move || {
             let down = status.disconnected();
             Box::pin(async move {
-                if down.is_empty() { Ok(()) } else { Err(format!("not connected: {}", down.join(", "))) }
+                if down.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not connected: {}", down.join(", ")))
+                }
             })
         })
     }
@@ -71,8 +84,8 @@ impl Broker {
     /// Opens a connection named after the service and component, and
     /// declares the topology on it.
     pub async fn connect(&self, component: &str) -> lapin::Result<Connection> {
-        let properties =
-            ConnectionProperties::default().with_connection_name(format!("{}/{component}", self.service).into());
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("{}/{component}", self.service).into());
         let connection = Connection::connect(self.url.expose_secret(), properties).await?;
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;

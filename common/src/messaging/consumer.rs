@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -50,7 +52,11 @@ pub enum HandlerError {
 
 impl From<DbError> for HandlerError {
     fn from(e: DbError) -> Self {
-        if e.is_unavailable() { HandlerError::Unavailable(e.into()) } else { HandlerError::Transient(e.into()) }
+        if e.is_unavailable() {
+            HandlerError::Unavailable(e.into())
+        } else {
+            HandlerError::Transient(e.into())
+        }
     }
 }
 
@@ -65,7 +71,11 @@ impl From<tokio_postgres::Error> for HandlerError {
 pub trait Handler: Send + Sync + 'static {
     /// Handles `envelope` within `tx`. Messages of types it does not know
     /// should be accepted and ignored.
-    fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 /// Runner settings.
@@ -117,7 +127,14 @@ impl<H: Handler> Consumer<H> {
         metrics: MessagingMetrics,
         settings: ConsumerSettings,
     ) -> Self {
-        Self { broker, pool, queue, handler, metrics, settings }
+        Self {
+            broker,
+            pool,
+            queue,
+            handler,
+            metrics,
+            settings,
+        }
     }
 
     /// Consumes until `shutdown`; then stops taking messages and finishes
@@ -126,17 +143,30 @@ impl<H: Handler> Consumer<H> {
         let this = Arc::new(self);
         let broker = this.broker.clone();
         broker
-            .supervise(this.queue, shutdown.clone(), |connection| this.clone().consume(connection, shutdown.clone()))
+            .supervise(this.queue, shutdown.clone(), |connection| {
+                this.clone().consume(connection, shutdown.clone())
+            })
             .await;
     }
 
-    async fn consume(self: Arc<Self>, connection: Connection, shutdown: CancellationToken) -> RunResult {
+    async fn consume(
+        self: Arc<Self>,
+        connection: Connection,
+        shutdown: CancellationToken,
+    ) -> RunResult {
         let channel = connection.create_channel().await?;
-        channel.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
         let queue = self.broker.topology().queue(self.queue);
         let tag = format!("{}-{}", self.queue, uuid::Uuid::new_v4().simple());
         let mut deliveries = channel
-            .basic_consume(queue.into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.into(),
+                tag.clone().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let mut in_flight = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
@@ -237,7 +267,12 @@ impl<H: Handler> Consumer<H> {
                             _ = shutdown.cancelled() => {}
                             _ = tokio::time::sleep(delay) => {}
                         }
-                        let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                        let _ = delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await;
                         self.count(&kind, "retried");
                         return;
                     }
@@ -267,23 +302,40 @@ impl<H: Handler> Consumer<H> {
 
     async fn dead_letter(&self, delivery: &Delivery, kind: &str) {
         // requeue = false routes it through the queue's dead-letter exchange.
-        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+        if let Err(e) = delivery
+            .nack(BasicNackOptions {
+                requeue: false,
+                ..Default::default()
+            })
+            .await
+        {
             tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered");
             return;
         }
-        self.metrics.dead_lettered.with_label_values(&[self.queue, kind]).inc();
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[self.queue, kind])
+            .inc();
         self.count(kind, "dead_lettered");
     }
 
     fn count(&self, kind: &str, outcome: &str) {
-        self.metrics.consumed.with_label_values(&[self.queue, kind, outcome]).inc();
+        self.metrics
+            .consumed
+            .with_label_values(&[self.queue, kind, outcome])
+            .inc();
     }
 
     async fn prune_inbox(&self) {
-        let Ok(client) = self.pool.get().await else { return };
+        let Ok(client) = self.pool.get().await else {
+            return;
+        };
         let retention = self.settings.inbox_retention.as_secs_f64();
         if let Err(e) = client
-            .execute("DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)", &[&retention])
+            .execute(
+                "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)",
+                &[&retention],
+            )
             .await
         {
             tracing::warn!(error = %e, "pruning the inbox failed");
@@ -310,7 +362,13 @@ fn delivery_count(delivery: &Delivery) -> u32 {
 }
 
 fn traceparent(delivery: &Delivery) -> Option<String> {
-    match delivery.properties.headers().as_ref()?.inner().get("traceparent")? {
+    match delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("traceparent")?
+    {
         AMQPValue::LongString(s) => Some(s.to_string()),
         _ => None,
     }

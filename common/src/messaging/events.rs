@@ -37,7 +37,12 @@ pub trait Event: Serialize + DeserializeOwned {
 
 impl<T: Event> Envelope<T> {
     /// A new envelope around `data`.
-    pub fn new(producer: &str, correlation_id: impl Into<String>, causation_id: Option<Uuid>, data: T) -> Self {
+    pub fn new(
+        producer: &str,
+        correlation_id: impl Into<String>,
+        causation_id: Option<Uuid>,
+        data: T,
+    ) -> Self {
         Self {
             id: Uuid::now_v7(),
             kind: T::TYPE.to_string(),
@@ -207,17 +212,36 @@ mod tests {
             "order-svc",
             order_id.to_string(),
             None,
-            OrderCreated { order_id, user_id: Uuid::nil(), items: vec![ItemQuantity { product_id: Uuid::nil(), quantity: 2 }] },
+            OrderCreated {
+                order_id,
+                user_id: Uuid::nil(),
+                items: vec![ItemQuantity {
+                    product_id: Uuid::nil(),
+                    quantity: 2,
+                }],
+            },
         );
         let json = serde_json::to_value(&envelope).expect("json");
-        for key in ["id", "type", "version", "occurred_at", "correlation_id", "causation_id", "producer", "data"] {
+        for key in [
+            "id",
+            "type",
+            "version",
+            "occurred_at",
+            "correlation_id",
+            "causation_id",
+            "producer",
+            "data",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["type"], "order.created");
         assert_eq!(json["data"]["items"][0]["quantity"], 2);
 
         let generic: Envelope = serde_json::from_value(json).expect("generic envelope");
-        assert_eq!(generic.parse::<OrderCreated>().expect("typed").order_id, order_id);
+        assert_eq!(
+            generic.parse::<OrderCreated>().expect("typed").order_id,
+            order_id
+        );
         assert!(generic.parse::<StockRejected>().is_err());
     }
 }

@@ -17,7 +17,10 @@ impl MessagingMetrics {
     /// Creates the metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let published = IntCounterVec::new(
-            Opts::new("events_published_total", "Events the broker confirmed, by type"),
+            Opts::new(
+                "events_published_total",
+                "Events the broker confirmed, by type",
+            ),
             &["type"],
         )?;
         let consumed = IntCounterVec::new(
@@ -28,17 +31,31 @@ impl MessagingMetrics {
             &["queue", "type", "outcome"],
         )?;
         let dead_lettered = IntCounterVec::new(
-            Opts::new("events_dead_lettered_total", "Messages sent to the dead-letter queue, by queue and type"),
+            Opts::new(
+                "events_dead_lettered_total",
+                "Messages sent to the dead-letter queue, by queue and type",
+            ),
             &["queue", "type"],
         )?;
-        let outbox_backlog = IntGauge::new("outbox_backlog", "Outbox events not yet confirmed by the broker")?;
-        let outbox_oldest_age =
-            Gauge::new("outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event (0 when none)")?;
+        let outbox_backlog = IntGauge::new(
+            "outbox_backlog",
+            "Outbox events not yet confirmed by the broker",
+        )?;
+        let outbox_oldest_age = Gauge::new(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox event (0 when none)",
+        )?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(outbox_oldest_age.clone()))?;
-        Ok(Self { published, consumed, dead_lettered, outbox_backlog, outbox_oldest_age })
+        Ok(Self {
+            published,
+            consumed,
+            dead_lettered,
+            outbox_backlog,
+            outbox_oldest_age,
+        })
     }
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
 use secrecy::{ExposeSecret, SecretString};
@@ -37,7 +37,10 @@ use crate::db::{DbError, GenericClient, PgPool};
 const CHANNEL: &str = "shop_outbox";
 
 /// Writes `envelope` to the outbox within the caller's transaction.
-pub async fn enqueue<T: Event>(tx: &impl GenericClient, envelope: &Envelope<T>) -> Result<(), DbError> {
+pub async fn enqueue<T: Event>(
+    tx: &impl GenericClient,
+    envelope: &Envelope<T>,
+) -> Result<(), DbError> {
     // Serialised straight to text and stored as jsonb, which keeps numbers
     // exact; our event types always serialise.
     let payload = serde_json::to_string(envelope).expect("events always serialise");
@@ -64,7 +67,11 @@ pub struct RelaySettings {
 
 impl Default for RelaySettings {
     fn default() -> Self {
-        Self { batch_size: 100, poll_interval: Duration::from_secs(1), retention: Duration::from_secs(7 * 24 * 3600) }
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -109,27 +116,46 @@ impl OutboxRelay {
         metrics: MessagingMetrics,
         settings: RelaySettings,
     ) -> Self {
-        Self { pool, database_url, broker, metrics, settings }
+        Self {
+            pool,
+            database_url,
+            broker,
+            metrics,
+            settings,
+        }
     }
 
     /// Runs until `shutdown`, then publishes what is left once more and stops.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(self.database_url.clone(), wake.clone(), shutdown.clone()));
+        let listener = tokio::spawn(listen(
+            self.database_url.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
         let relay = Arc::new(self);
         relay
             .broker
             .clone()
             .supervise("outbox-relay", shutdown.clone(), |connection| {
-                relay.clone().publish_loop(connection, wake.clone(), shutdown.clone())
+                relay
+                    .clone()
+                    .publish_loop(connection, wake.clone(), shutdown.clone())
             })
             .await;
         listener.abort();
     }
 
-    async fn publish_loop(self: Arc<Self>, connection: Connection, wake: Arc<Notify>, shutdown: CancellationToken) -> RunResult {
+    async fn publish_loop(
+        self: Arc<Self>,
+        connection: Connection,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> RunResult {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let mut last_housekeeping: Option<Instant> = None;
         loop {
             let full_batch = match self.publish_batch(&channel).await {
@@ -199,24 +225,35 @@ impl OutboxRelay {
         for (id, event_type, confirm) in pending {
             match confirm.await? {
                 Confirmation::Ack(_) | Confirmation::NotRequested => {
-                    self.metrics.published.with_label_values(&[event_type.as_str()]).inc();
+                    self.metrics
+                        .published
+                        .with_label_values(&[event_type.as_str()])
+                        .inc();
                     confirmed.push(id);
                 }
                 Confirmation::Nack(_) => refused += 1,
             }
         }
-        tx.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &[&confirmed]).await?;
+        tx.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+            &[&confirmed],
+        )
+        .await?;
         tx.commit().await?;
         if refused > 0 {
             // Unconfirmed rows stay unsent and are retried on a new channel.
-            return Err(RelayError::Broker(format!("broker refused {refused} event(s)").into()));
+            return Err(RelayError::Broker(
+                format!("broker refused {refused} event(s)").into(),
+            ));
         }
         Ok(confirmed.len())
     }
 
     /// Backlog metrics and pruning of old sent rows.
     async fn housekeeping(&self) {
-        let Ok(client) = self.pool.get().await else { return };
+        let Ok(client) = self.pool.get().await else {
+            return;
+        };
         let backlog = client
             .query_one(
                 "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
@@ -245,7 +282,10 @@ impl OutboxRelay {
 fn properties(id: Uuid, event_type: &str, traceparent: Option<String>) -> BasicProperties {
     let mut headers = FieldTable::default();
     if let Some(traceparent) = traceparent {
-        headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent)));
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(LongString::from(traceparent)),
+        );
     }
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -264,7 +304,8 @@ async fn listen(database_url: SecretString, wake: Arc<Notify>, shutdown: Cancell
         match tokio_postgres::connect(database_url.expose_secret(), NoTls).await {
             Ok((client, mut connection)) => {
                 let notify = wake.clone();
-                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let driver = tokio::spawn(async move {
                     while let Some(message) = messages.next().await {
                         match message {
@@ -274,7 +315,11 @@ async fn listen(database_url: SecretString, wake: Arc<Notify>, shutdown: Cancell
                         }
                     }
                 });
-                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
                     failures = 0;
                     // A notification may have been missed while connecting.
                     wake.notify_one();

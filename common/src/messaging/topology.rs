@@ -34,7 +34,9 @@ pub struct Topology {
 impl Topology {
     /// Names under `prefix` (empty in production; unique per test).
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// The topic exchange every event is published to.
@@ -60,22 +62,46 @@ impl Topology {
     /// Declares exchanges, quorum queues, their DLQs and bindings.
     /// Idempotent: run after every (re)connect.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .exchange_declare(self.exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                self.exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         channel
-            .exchange_declare(self.dead_letter_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+            .exchange_declare(
+                self.dead_letter_exchange().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
-        let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
+        let queue_options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         for (name, keys) in QUEUES {
             let queue = self.queue(name);
             let dlq = self.dead_letter_queue(name);
             let mut args = quorum();
-            args.insert("x-dead-letter-exchange".into(), long_string(&self.dead_letter_exchange()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(&self.dead_letter_exchange()),
+            );
             args.insert("x-dead-letter-routing-key".into(), long_string(&queue));
-            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
-            channel.queue_declare(queue.clone().into(), queue_options, args).await?;
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DELIVERY_LIMIT),
+            );
+            channel
+                .queue_declare(queue.clone().into(), queue_options, args)
+                .await?;
             for key in *keys {
                 channel
                     .queue_bind(
@@ -87,7 +113,9 @@ impl Topology {
                     )
                     .await?;
             }
-            channel.queue_declare(dlq.clone().into(), queue_options, quorum()).await?;
+            channel
+                .queue_declare(dlq.clone().into(), queue_options, quorum())
+                .await?;
             channel
                 .queue_bind(
                     dlq.into(),

@@ -46,7 +46,9 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
     let trace = TraceContext::from_traceparent(
-        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
     );
     let span = tracing::info_span!(
         "request",

@@ -1,0 +1,133 @@
+//! What every service's `Application` shares: the messaging plumbing, the
+//! readiness checks, and running/stopping the HTTP server together with the
+//! background tasks.
+
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use secrecy::SecretString;
+
+use crate::config::ServiceConfig;
+use crate::db::{self, PgPool};
+use crate::lifecycle::Lifecycle;
+use crate::messaging::outbox::RelaySettings;
+use crate::messaging::{Broker, MessagingMetrics, OutboxRelay, Topology};
+use crate::web::{HttpMetrics, Readiness};
+
+/// The shared runtime pieces of a service instance.
+pub struct ServiceRuntime {
+    /// Database pool.
+    pub pool: PgPool,
+    /// The broker handle (names, connections, status).
+    pub broker: Broker,
+    /// HTTP and messaging metrics live in this registry.
+    pub metrics: HttpMetrics,
+    /// Messaging metrics.
+    pub messaging: MessagingMetrics,
+    /// `/readyz` checks: database and broker.
+    pub readiness: Readiness,
+    /// Background tasks.
+    pub lifecycle: Lifecycle,
+    database_url: SecretString,
+}
+
+impl ServiceRuntime {
+    /// Migrates the database (`migrations`), builds the pool, the broker
+    /// handle and the metrics, and starts the outbox relay.
+    pub async fn start(
+        service: &str,
+        config: &ServiceConfig,
+        migrations: diesel_migrations::EmbeddedMigrations,
+    ) -> anyhow::Result<Self> {
+        db::migrate(&config.database_url, migrations).await?;
+        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let broker = Broker::new(
+            config.amqp_url.clone(),
+            Topology::new(config.amqp_prefix.clone()),
+            service,
+        );
+        let metrics = HttpMetrics::new(service);
+        let messaging = MessagingMetrics::register(metrics.registry())?;
+        let readiness = Readiness::new()
+            .with_check("database", db::readiness_check(pool.clone()))
+            .with_check("broker", broker.readiness_check());
+        let runtime = Self {
+            pool,
+            broker,
+            metrics,
+            messaging,
+            readiness,
+            lifecycle: Lifecycle::new(),
+            database_url: config.database_url.clone(),
+        };
+        let relay = OutboxRelay::new(
+            runtime.pool.clone(),
+            runtime.database_url.clone(),
+            runtime.broker.clone(),
+            runtime.messaging.clone(),
+            RelaySettings::default(),
+        );
+        runtime
+            .lifecycle
+            .spawn(relay.run(runtime.lifecycle.token()));
+        Ok(runtime)
+    }
+}
+
+/// A running HTTP server and its background tasks.
+pub struct Running {
+    server: Server,
+    lifecycle: Lifecycle,
+    grace: Duration,
+}
+
+impl Running {
+    /// Pairs the server with the tasks to stop after it.
+    pub fn new(server: Server, lifecycle: Lifecycle, grace: Duration) -> Self {
+        Self {
+            server,
+            lifecycle,
+            grace,
+        }
+    }
+
+    /// A handle to stop or kill this instance from elsewhere (tests).
+    pub fn handle(&self) -> RunningHandle {
+        RunningHandle {
+            server: self.server.handle(),
+            lifecycle: self.lifecycle.clone(),
+            grace: self.grace,
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`RunningHandle::stop`]): stops
+    /// accepting, drains in-flight requests, then stops consuming, finishes
+    /// in-flight messages and flushes the outbox.
+    pub async fn run(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.lifecycle.stop(self.grace).await;
+        result
+    }
+}
+
+/// Stops a [`Running`] instance.
+#[derive(Clone)]
+pub struct RunningHandle {
+    server: ServerHandle,
+    lifecycle: Lifecycle,
+    grace: Duration,
+}
+
+impl RunningHandle {
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+        self.lifecycle.stop(self.grace).await;
+    }
+
+    /// Abrupt stop, as a crash: tasks are aborted mid-work.
+    pub async fn kill(&self) {
+        self.lifecycle.kill();
+        self.server.stop(false).await;
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE reservation_items;
+DROP TABLE reservations;
