@@ -2,6 +2,7 @@
 //! (`ETag`/`If-Match` or a body `version`), exact money and keyset pagination.
 
 pub mod config;
+pub mod consumers;
 pub mod domain;
 pub mod error;
 pub mod openapi;

@@ -2,7 +2,9 @@
 //! repository. Handlers call these; these call SQL.
 
 use common::auth::AuthUser;
-use common::db::{self, PgPool};
+use common::db::{self, DbError, GenericClient, PgPool};
+use common::messaging::events::{Envelope, ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated};
+use common::messaging::{Event, enqueue};
 use uuid::Uuid;
 
 use crate::domain::{Cursor, ExpectedVersion, ListQuery, Product, ProductInput};
@@ -26,14 +28,34 @@ fn authorize(caller: &AuthUser, product: &Product) -> Result<(), ApiError> {
     }
 }
 
-/// Creates a product owned by the caller.
-pub async fn create(
-    pool: &PgPool,
-    caller: &AuthUser,
-    input: &ProductInput,
-) -> Result<Product, ApiError> {
-    let client = db::client(pool).await?;
-    Ok(repo::insert(&client, caller.id, input).await?)
+const PRODUCER: &str = "catalog-svc";
+
+fn snapshot(product: &Product) -> ProductSnapshot {
+    ProductSnapshot {
+        id: product.id,
+        owner_id: product.owner_id,
+        name: product.name.clone(),
+        description: product.description.clone(),
+        price: product.price,
+        stock: product.stock,
+        version: product.version,
+    }
+}
+
+/// Writes a `product.*` event in the caller's transaction.
+async fn announce<T: Event>(tx: &impl GenericClient, product: &Product, data: T) -> Result<(), ApiError> {
+    let envelope = Envelope::new(PRODUCER, product.id.to_string(), None, data);
+    Ok(enqueue(tx, &envelope).await?)
+}
+
+/// Creates a product owned by the caller, announcing `product.created`.
+pub async fn create(pool: &PgPool, caller: &AuthUser, input: &ProductInput) -> Result<Product, ApiError> {
+    let mut client = db::client(pool).await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let product = repo::insert(&tx, caller.id, input).await?;
+    announce(&tx, &product, ProductCreated { product: snapshot(&product) }).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(product)
 }
 
 /// One product.
@@ -64,14 +86,19 @@ pub async fn update(
     expected: ExpectedVersion,
     input: &ProductInput,
 ) -> Result<Product, ApiError> {
-    let client = db::client(pool).await?;
+    let mut client = db::client(pool).await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
     // The owner never changes, so checking it before the conditional write
     // cannot race with another writer.
-    let current = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
+    let current = repo::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     authorize(caller, &current)?;
-    match repo::update(&client, id, expected.version, input).await? {
-        Some(updated) => Ok(updated),
-        None => Err(stale_or_gone(&client, id, expected).await?),
+    match repo::update(&tx, id, expected.version, input).await? {
+        Some(updated) => {
+            announce(&tx, &updated, ProductUpdated { product: snapshot(&updated) }).await?;
+            tx.commit().await.map_err(DbError::from)?;
+            Ok(updated)
+        }
+        None => Err(stale_or_gone(&tx, id, expected).await?),
     }
 }
 
@@ -82,14 +109,17 @@ pub async fn delete(
     id: Uuid,
     expected: Option<ExpectedVersion>,
 ) -> Result<(), ApiError> {
-    let client = db::client(pool).await?;
-    let current = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
+    let mut client = db::client(pool).await?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let current = repo::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     authorize(caller, &current)?;
-    if repo::delete(&client, id, expected.map(|e| e.version)).await? {
+    if repo::delete(&tx, id, expected.map(|e| e.version)).await? {
+        announce(&tx, &current, ProductDeleted { product: snapshot(&current) }).await?;
+        tx.commit().await.map_err(DbError::from)?;
         return Ok(());
     }
     match expected {
-        Some(expected) => Err(stale_or_gone(&client, id, expected).await?),
+        Some(expected) => Err(stale_or_gone(&tx, id, expected).await?),
         // Unconditional and nothing deleted: someone else deleted it first.
         None => Err(ApiError::NotFound),
     }
@@ -98,7 +128,7 @@ pub async fn delete(
 /// After a conditional write matched no row: the product is gone (404) or
 /// moved on to another version (409/412 naming the current one).
 async fn stale_or_gone(
-    client: &impl common::db::GenericClient,
+    client: &impl GenericClient,
     id: Uuid,
     expected: ExpectedVersion,
 ) -> Result<ApiError, ApiError> {

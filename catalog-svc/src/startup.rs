@@ -1,16 +1,22 @@
 //! Building and running the catalog-svc application.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use common::auth::TokenVerifier;
-use common::db::{self, PgPool};
-use common::web::{HttpMetrics, Readiness, base_app};
+use common::db::PgPool;
+use common::messaging::Consumer;
+use common::messaging::consumer::ConsumerSettings;
+use common::messaging::topology::CATALOG_ORDER_EVENTS;
+use common::service::{Running, RunningHandle, ServiceRuntime};
+use common::web::base_app;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use prometheus::IntCounter;
 
 use crate::config::CatalogConfig;
+use crate::consumers::OrderEventsHandler;
 use crate::{openapi, routes};
 
 /// The schema migrations of the catalog database, embedded in the binary.
@@ -22,26 +28,37 @@ pub struct AppState {
     pub pool: PgPool,
 }
 
-/// A bound, not yet running, catalog-svc.
+/// A bound, running catalog-svc (serving once awaited).
 pub struct Application {
     port: u16,
-    server: Server,
+    running: Running,
 }
 
 impl Application {
-    /// Migrates the database and binds the listener (port 0: any free port).
+    /// Migrates, starts the outbox relay and the order-events consumer, and
+    /// binds the listener (port 0: any free port).
     pub async fn build(config: CatalogConfig) -> anyhow::Result<Self> {
-        db::migrate(&config.service.database_url, MIGRATIONS).await?;
-        let pool = db::pool(&config.service.database_url, config.service.db_pool_size)?;
-        let verifier = web::Data::new(
-            TokenVerifier::from_config(&config.verifier, &config.jwt)
-                .map_err(anyhow::Error::msg)?,
-        );
-        let state = web::Data::new(AppState { pool: pool.clone() });
-        let metrics = web::Data::new(HttpMetrics::new("catalog-svc"));
-        let readiness =
-            web::Data::new(Readiness::new().with_check("database", db::readiness_check(pool)));
+        let runtime = ServiceRuntime::start("catalog-svc", &config.service, MIGRATIONS).await?;
+        let verifier = web::Data::new(TokenVerifier::from_config(&config.verifier, &config.jwt).map_err(anyhow::Error::msg)?);
 
+        let conflicts = IntCounter::new(
+            "reservation_version_conflicts_total",
+            "Stock updates that lost a version race and were retried",
+        )?;
+        runtime.metrics.registry().register(Box::new(conflicts.clone()))?;
+        let consumer = Consumer::new(
+            runtime.broker.clone(),
+            runtime.pool.clone(),
+            CATALOG_ORDER_EVENTS,
+            OrderEventsHandler::new(conflicts),
+            runtime.messaging.clone(),
+            ConsumerSettings::default(),
+        );
+        runtime.lifecycle.spawn(consumer.run(runtime.lifecycle.token()));
+
+        let state = web::Data::new(AppState { pool: runtime.pool.clone() });
+        let metrics = web::Data::new(runtime.metrics.clone());
+        let readiness = web::Data::new(runtime.readiness.clone());
         let listener = TcpListener::bind(&config.service.http_addr)
             .with_context(|| format!("binding {}", config.service.http_addr))?;
         let port = listener.local_addr()?.port();
@@ -56,7 +73,8 @@ impl Application {
         .shutdown_timeout(config.service.shutdown_timeout_secs)
         .run();
         tracing::info!(addr = %config.service.http_addr, port, "catalog-svc listening");
-        Ok(Self { port, server })
+        let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
+        Ok(Self { port, running: Running::new(server, runtime.lifecycle, grace) })
     }
 
     /// The port actually bound.
@@ -64,8 +82,13 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
+    /// A handle to stop this instance.
+    pub fn handle(&self) -> RunningHandle {
+        self.running.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains requests and background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.running.run().await
     }
 }

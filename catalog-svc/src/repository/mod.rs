@@ -1,3 +1,4 @@
 //! All SQL of catalog-svc, over any `GenericClient` (connection or transaction).
 
 pub mod products;
+pub mod reservations;
