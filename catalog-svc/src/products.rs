@@ -3,7 +3,9 @@
 
 use common::auth::AuthUser;
 use common::db::{self, DbError, GenericClient, PgPool};
-use common::messaging::events::{Envelope, ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated};
+use common::messaging::events::{
+    Envelope, ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated,
+};
 use common::messaging::{Event, enqueue};
 use uuid::Uuid;
 
@@ -43,17 +45,32 @@ fn snapshot(product: &Product) -> ProductSnapshot {
 }
 
 /// Writes a `product.*` event in the caller's transaction.
-async fn announce<T: Event>(tx: &impl GenericClient, product: &Product, data: T) -> Result<(), ApiError> {
+async fn announce<T: Event>(
+    tx: &impl GenericClient,
+    product: &Product,
+    data: T,
+) -> Result<(), ApiError> {
     let envelope = Envelope::new(PRODUCER, product.id.to_string(), None, data);
     Ok(enqueue(tx, &envelope).await?)
 }
 
 /// Creates a product owned by the caller, announcing `product.created`.
-pub async fn create(pool: &PgPool, caller: &AuthUser, input: &ProductInput) -> Result<Product, ApiError> {
+pub async fn create(
+    pool: &PgPool,
+    caller: &AuthUser,
+    input: &ProductInput,
+) -> Result<Product, ApiError> {
     let mut client = db::client(pool).await?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     let product = repo::insert(&tx, caller.id, input).await?;
-    announce(&tx, &product, ProductCreated { product: snapshot(&product) }).await?;
+    announce(
+        &tx,
+        &product,
+        ProductCreated {
+            product: snapshot(&product),
+        },
+    )
+    .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(product)
 }
@@ -94,7 +111,14 @@ pub async fn update(
     authorize(caller, &current)?;
     match repo::update(&tx, id, expected.version, input).await? {
         Some(updated) => {
-            announce(&tx, &updated, ProductUpdated { product: snapshot(&updated) }).await?;
+            announce(
+                &tx,
+                &updated,
+                ProductUpdated {
+                    product: snapshot(&updated),
+                },
+            )
+            .await?;
             tx.commit().await.map_err(DbError::from)?;
             Ok(updated)
         }
@@ -114,7 +138,14 @@ pub async fn delete(
     let current = repo::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     authorize(caller, &current)?;
     if repo::delete(&tx, id, expected.map(|e| e.version)).await? {
-        announce(&tx, &current, ProductDeleted { product: snapshot(&current) }).await?;
+        announce(
+            &tx,
+            &current,
+            ProductDeleted {
+                product: snapshot(&current),
+            },
+        )
+        .await?;
         tx.commit().await.map_err(DbError::from)?;
         return Ok(());
     }

@@ -39,13 +39,19 @@ impl Application {
     /// binds the listener (port 0: any free port).
     pub async fn build(config: CatalogConfig) -> anyhow::Result<Self> {
         let runtime = ServiceRuntime::start("catalog-svc", &config.service, MIGRATIONS).await?;
-        let verifier = web::Data::new(TokenVerifier::from_config(&config.verifier, &config.jwt).map_err(anyhow::Error::msg)?);
+        let verifier = web::Data::new(
+            TokenVerifier::from_config(&config.verifier, &config.jwt)
+                .map_err(anyhow::Error::msg)?,
+        );
 
         let conflicts = IntCounter::new(
             "reservation_version_conflicts_total",
             "Stock updates that lost a version race and were retried",
         )?;
-        runtime.metrics.registry().register(Box::new(conflicts.clone()))?;
+        runtime
+            .metrics
+            .registry()
+            .register(Box::new(conflicts.clone()))?;
         let consumer = Consumer::new(
             runtime.broker.clone(),
             runtime.pool.clone(),
@@ -54,9 +60,13 @@ impl Application {
             runtime.messaging.clone(),
             ConsumerSettings::default(),
         );
-        runtime.lifecycle.spawn(consumer.run(runtime.lifecycle.token()));
+        runtime
+            .lifecycle
+            .spawn(consumer.run(runtime.lifecycle.token()));
 
-        let state = web::Data::new(AppState { pool: runtime.pool.clone() });
+        let state = web::Data::new(AppState {
+            pool: runtime.pool.clone(),
+        });
         let metrics = web::Data::new(runtime.metrics.clone());
         let readiness = web::Data::new(runtime.readiness.clone());
         let listener = TcpListener::bind(&config.service.http_addr)
@@ -74,7 +84,10 @@ impl Application {
         .run();
         tracing::info!(addr = %config.service.http_addr, port, "catalog-svc listening");
         let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
-        Ok(Self { port, running: Running::new(server, runtime.lifecycle, grace) })
+        Ok(Self {
+            port,
+            running: Running::new(server, runtime.lifecycle, grace),
+        })
     }
 
     /// The port actually bound.

@@ -120,3 +120,137 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A unique `AMQP_PREFIX` for one test, with a connection to publish and
+/// inspect queues; its exchanges and queues are deleted when it is dropped.
+pub struct TestBroker {
+    prefix: String,
+    topology: crate::messaging::Topology,
+    channel: lapin::Channel,
+    _connection: lapin::Connection,
+}
+
+/// RabbitMQ the tests use (`TEST_AMQP_URL`, default the local guest account).
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+impl TestBroker {
+    /// A fresh prefix with the whole topology declared under it.
+    pub async fn create() -> Self {
+        let prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
+        let topology = crate::messaging::Topology::new(prefix.clone());
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("cannot reach RabbitMQ: {e} (run `make test`, which starts it)")
+                });
+        let channel = connection.create_channel().await.expect("channel");
+        topology.declare(&channel).await.expect("declare topology");
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        Self {
+            prefix,
+            topology,
+            channel,
+            _connection: connection,
+        }
+    }
+
+    /// The prefix to configure services with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The names under this prefix.
+    pub fn topology(&self) -> &crate::messaging::Topology {
+        &self.topology
+    }
+
+    /// Publishes raw bytes to the events exchange, as a producer would.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], message_id: &str) {
+        let properties = lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(message_id.into())
+            .with_type(routing_key.into());
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.topology.exchange().into(),
+                routing_key.into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack(), "broker refused the message");
+    }
+
+    /// Publishes an event envelope.
+    pub async fn publish<T: crate::messaging::Event>(
+        &self,
+        envelope: &crate::messaging::Envelope<T>,
+    ) {
+        let body = serde_json::to_vec(envelope).expect("serialise");
+        self.publish_raw(&envelope.kind, &body, &envelope.id.to_string())
+            .await;
+    }
+
+    /// Messages ready in a queue (by its unprefixed name).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        self.channel
+            .queue_declare(
+                self.topology.queue(queue).into(),
+                options,
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let topology = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let connection =
+                    lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                        .await
+                        .ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                for queue in [
+                    crate::messaging::topology::CATALOG_ORDER_EVENTS,
+                    crate::messaging::topology::ORDER_STOCK_EVENTS,
+                ] {
+                    for name in [topology.queue(queue), topology.dead_letter_queue(queue)] {
+                        let _ = channel.queue_delete(name.into(), Default::default()).await;
+                    }
+                }
+                for exchange in [topology.exchange(), topology.dead_letter_exchange()] {
+                    let _ = channel
+                        .exchange_delete(exchange.into(), Default::default())
+                        .await;
+                }
+                connection.close(200, "test done".into()).await.ok()
+            })
+        })
+        .join();
+    }
+}

@@ -4,7 +4,7 @@ use auth_svc::AuthConfig;
 use auth_svc::config::AuthSettings;
 use common::auth::{SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig};
-use common::testing::TestDatabase;
+use common::testing::{TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    pub _broker: TestBroker,
     pub config: AuthConfig,
     /// Holds the key file of the app alive; `None` when the key lives in the database.
     _key_dir: Option<TempDir>,
@@ -31,13 +32,17 @@ impl Drop for TempDir {
     }
 }
 
-pub fn config_for(db: &TestDatabase, key_file: Option<std::path::PathBuf>) -> AuthConfig {
+pub fn config_for(
+    db: &TestDatabase,
+    broker: &TestBroker,
+    key_file: Option<std::path::PathBuf>,
+) -> AuthConfig {
     AuthConfig {
         service: ServiceConfig {
             http_addr: "127.0.0.1:0".into(),
             database_url: db.url(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
-            amqp_prefix: format!("test-{}.", uuid::Uuid::new_v4().simple()),
+            amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 4,
             shutdown_timeout_secs: 1,
         },
@@ -62,8 +67,9 @@ pub async fn spawn_app() -> TestApp {
     std::fs::write(&path, key.to_pkcs8_pem()).expect("key file");
     let signer = TokenIssuer::new(key, [], ISSUER, AUDIENCE, Duration::from_secs(3600));
     let db = TestDatabase::create().await;
-    let config = config_for(&db, Some(path));
-    let mut app = spawn_with(db, config).await;
+    let broker = TestBroker::create().await;
+    let config = config_for(&db, &broker, Some(path));
+    let mut app = spawn_with(db, broker, config).await;
     app._key_dir = Some(TempDir(dir));
     app.signer = Some(signer);
     app
@@ -71,11 +77,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// auth-svc with its key kept in the database (no key file).
 pub async fn spawn_app_with_stored_key(db: TestDatabase) -> TestApp {
-    let config = config_for(&db, None);
-    spawn_with(db, config).await
+    let broker = TestBroker::create().await;
+    let config = config_for(&db, &broker, None);
+    spawn_with(db, broker, config).await
 }
 
-async fn spawn_with(db: TestDatabase, config: AuthConfig) -> TestApp {
+async fn spawn_with(db: TestDatabase, broker: TestBroker, config: AuthConfig) -> TestApp {
     common::telemetry::init_for_tests();
     let app = auth_svc::Application::build(config.clone())
         .await
@@ -86,6 +93,7 @@ async fn spawn_with(db: TestDatabase, config: AuthConfig) -> TestApp {
         address,
         client: reqwest::Client::new(),
         db,
+        _broker: broker,
         config,
         _key_dir: None,
         signer: None,

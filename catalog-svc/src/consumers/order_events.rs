@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use common::messaging::consumer::{HandlerError, Transaction};
 use common::messaging::events::{
-    Envelope as TypedEnvelope, ItemQuantity, OrderCancelled, OrderCreated, StockRejected, StockReleased, StockReserved,
+    Envelope as TypedEnvelope, ItemQuantity, OrderCancelled, OrderCreated, StockRejected,
+    StockReleased, StockReserved,
 };
 use common::messaging::{Envelope, Event, Handler, enqueue};
 use prometheus::IntCounter;
@@ -26,7 +27,10 @@ pub struct OrderEventsHandler {
 impl OrderEventsHandler {
     /// A handler counting version conflicts in `conflicts`.
     pub fn new(conflicts: IntCounter) -> Self {
-        Self { conflicts, max_conflict_retries: 20 }
+        Self {
+            conflicts,
+            max_conflict_retries: 20,
+        }
     }
 }
 
@@ -59,18 +63,34 @@ fn merge(items: &[ItemQuantity]) -> Result<Vec<ItemQuantity>, HandlerError> {
     let mut merged: BTreeMap<Uuid, i32> = BTreeMap::new();
     for item in items {
         if item.quantity <= 0 {
-            return Err(permanent(format!("quantity {} for {}", item.quantity, item.product_id)));
+            return Err(permanent(format!(
+                "quantity {} for {}",
+                item.quantity, item.product_id
+            )));
         }
         let total = merged.entry(item.product_id).or_default();
-        *total = total.checked_add(item.quantity).ok_or_else(|| permanent("quantity overflow"))?;
+        *total = total
+            .checked_add(item.quantity)
+            .ok_or_else(|| permanent("quantity overflow"))?;
     }
-    Ok(merged.into_iter().map(|(product_id, quantity)| ItemQuantity { product_id, quantity }).collect())
+    Ok(merged
+        .into_iter()
+        .map(|(product_id, quantity)| ItemQuantity {
+            product_id,
+            quantity,
+        })
+        .collect())
 }
 
 impl OrderEventsHandler {
     /// Applies `delta` to a product's stock with a version check, re-reading
     /// and retrying (bounded) when another writer got there first.
-    async fn change_stock(&self, tx: &Transaction<'_>, product_id: Uuid, delta: i32) -> Result<Result<(), Shortfall>, HandlerError> {
+    async fn change_stock(
+        &self,
+        tx: &Transaction<'_>,
+        product_id: Uuid,
+        delta: i32,
+    ) -> Result<Result<(), Shortfall>, HandlerError> {
         for _ in 0..self.max_conflict_retries {
             let Some((stock, version)) = products::stock_and_version(tx, product_id).await? else {
                 return Ok(Err(Shortfall::Unknown));
@@ -83,10 +103,17 @@ impl OrderEventsHandler {
             }
             self.conflicts.inc();
         }
-        Err(HandlerError::Transient(format!("product {product_id} kept changing under us").into()))
+        Err(HandlerError::Transient(
+            format!("product {product_id} kept changing under us").into(),
+        ))
     }
 
-    async fn reserve(&self, tx: &Transaction<'_>, envelope: &Envelope, event: OrderCreated) -> Result<(), HandlerError> {
+    async fn reserve(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        event: OrderCreated,
+    ) -> Result<(), HandlerError> {
         let items = merge(&event.items)?;
         let order_id = event.order_id;
         // Claims the order; when it exists it was reserved already or
@@ -97,21 +124,37 @@ impl OrderEventsHandler {
         }
         tx.batch_execute("SAVEPOINT reserve").await?;
         for item in &items {
-            if let Err(shortfall) = self.change_stock(tx, item.product_id, -item.quantity).await? {
+            if let Err(shortfall) = self
+                .change_stock(tx, item.product_id, -item.quantity)
+                .await?
+            {
                 // All or nothing: undo what this order took so far.
                 tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
                 reservations::set_state(tx, order_id, State::Rejected).await?;
-                let reply = StockRejected { order_id, product_id: item.product_id, reason: shortfall.reason().into() };
+                let reply = StockRejected {
+                    order_id,
+                    product_id: item.product_id,
+                    reason: shortfall.reason().into(),
+                };
                 tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
                 return Ok(enqueue(tx, &reply_to(envelope, order_id, reply)).await?);
             }
         }
         reservations::insert_items(tx, order_id, &items).await?;
         tracing::info!(%order_id, items = items.len(), "stock reserved");
-        Ok(enqueue(tx, &reply_to(envelope, order_id, StockReserved { order_id, items })).await?)
+        Ok(enqueue(
+            tx,
+            &reply_to(envelope, order_id, StockReserved { order_id, items }),
+        )
+        .await?)
     }
 
-    async fn release(&self, tx: &Transaction<'_>, envelope: &Envelope, event: OrderCancelled) -> Result<(), HandlerError> {
+    async fn release(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        event: OrderCancelled,
+    ) -> Result<(), HandlerError> {
         let order_id = event.order_id;
         if reservations::create(tx, order_id, State::Cancelled).await? {
             tracing::info!(%order_id, "cancelled before reservation; tombstone left");
@@ -125,11 +168,17 @@ impl OrderEventsHandler {
         for item in &items {
             // Giving back cannot fall short; a deleted product has nowhere
             // to take the units back to.
-            let _ = self.change_stock(tx, item.product_id, item.quantity).await?;
+            let _ = self
+                .change_stock(tx, item.product_id, item.quantity)
+                .await?;
         }
         reservations::set_state(tx, order_id, State::Released).await?;
         tracing::info!(%order_id, reason = %event.reason, "stock released");
-        Ok(enqueue(tx, &reply_to(envelope, order_id, StockReleased { order_id, items })).await?)
+        Ok(enqueue(
+            tx,
+            &reply_to(envelope, order_id, StockReleased { order_id, items }),
+        )
+        .await?)
     }
 }
 
@@ -140,8 +189,14 @@ fn reply_to<T: Event>(cause: &Envelope, order_id: Uuid, data: T) -> TypedEnvelop
 impl Handler for OrderEventsHandler {
     async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
-            OrderCreated::TYPE => self.reserve(tx, envelope, envelope.parse().map_err(permanent)?).await,
-            OrderCancelled::TYPE => self.release(tx, envelope, envelope.parse().map_err(permanent)?).await,
+            OrderCreated::TYPE => {
+                self.reserve(tx, envelope, envelope.parse().map_err(permanent)?)
+                    .await
+            }
+            OrderCancelled::TYPE => {
+                self.release(tx, envelope, envelope.parse().map_err(permanent)?)
+                    .await
+            }
             other => {
                 tracing::debug!(event_type = other, "ignoring event");
                 Ok(())
@@ -158,14 +213,41 @@ mod tests {
     fn items_are_merged_sorted_and_validated() {
         let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
         let merged = merge(&[
-            ItemQuantity { product_id: a, quantity: 1 },
-            ItemQuantity { product_id: b, quantity: 2 },
-            ItemQuantity { product_id: a, quantity: 3 },
+            ItemQuantity {
+                product_id: a,
+                quantity: 1,
+            },
+            ItemQuantity {
+                product_id: b,
+                quantity: 2,
+            },
+            ItemQuantity {
+                product_id: a,
+                quantity: 3,
+            },
         ])
         .map_err(|e| e.to_string())
         .expect("valid");
-        assert_eq!(merged, vec![ItemQuantity { product_id: b, quantity: 2 }, ItemQuantity { product_id: a, quantity: 4 }]);
+        assert_eq!(
+            merged,
+            vec![
+                ItemQuantity {
+                    product_id: b,
+                    quantity: 2
+                },
+                ItemQuantity {
+                    product_id: a,
+                    quantity: 4
+                }
+            ]
+        );
         assert!(merge(&[]).is_err());
-        assert!(merge(&[ItemQuantity { product_id: a, quantity: 0 }]).is_err());
+        assert!(
+            merge(&[ItemQuantity {
+                product_id: a,
+                quantity: 0
+            }])
+            .is_err()
+        );
     }
 }

@@ -145,14 +145,24 @@ pub async fn delete(
 }
 
 /// Stock and version of a product, for a version-checked stock change.
-pub async fn stock_and_version(client: &impl GenericClient, id: Uuid) -> Result<Option<(i32, i64)>, DbError> {
-    let row = client.query_opt("SELECT stock, version FROM products WHERE id = $1", &[&id]).await?;
+pub async fn stock_and_version(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(i32, i64)>, DbError> {
+    let row = client
+        .query_opt("SELECT stock, version FROM products WHERE id = $1", &[&id])
+        .await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 /// Adds `delta` units (negative to take) if the product is still at
 /// `version` and stock stays non-negative; true when it applied.
-pub async fn change_stock(client: &impl GenericClient, id: Uuid, version: i64, delta: i32) -> Result<bool, DbError> {
+pub async fn change_stock(
+    client: &impl GenericClient,
+    id: Uuid,
+    version: i64,
+    delta: i32,
+) -> Result<bool, DbError> {
     let changed = client
         .execute(
             "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = now() \

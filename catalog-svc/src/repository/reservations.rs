@@ -41,7 +41,11 @@ impl State {
 /// Creates the order's row in `state` unless it exists. True when created:
 /// the caller then owns the order's fate until commit (a concurrent handler
 /// of the same order waits on the row).
-pub async fn create(client: &impl GenericClient, order_id: Uuid, state: State) -> Result<bool, DbError> {
+pub async fn create(
+    client: &impl GenericClient,
+    order_id: Uuid,
+    state: State,
+) -> Result<bool, DbError> {
     let created = client
         .execute(
             "INSERT INTO reservations (order_id, state) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING",
@@ -54,13 +58,20 @@ pub async fn create(client: &impl GenericClient, order_id: Uuid, state: State) -
 /// The order's state, locking its row for the rest of the transaction.
 pub async fn lock(client: &impl GenericClient, order_id: Uuid) -> Result<Option<State>, DbError> {
     let row = client
-        .query_opt("SELECT state FROM reservations WHERE order_id = $1 FOR UPDATE", &[&order_id])
+        .query_opt(
+            "SELECT state FROM reservations WHERE order_id = $1 FOR UPDATE",
+            &[&order_id],
+        )
         .await?;
     Ok(row.and_then(|r| State::parse(r.get::<_, &str>(0))))
 }
 
 /// Moves the order to `state`.
-pub async fn set_state(client: &impl GenericClient, order_id: Uuid, state: State) -> Result<(), DbError> {
+pub async fn set_state(
+    client: &impl GenericClient,
+    order_id: Uuid,
+    state: State,
+) -> Result<(), DbError> {
     client
         .execute(
             "UPDATE reservations SET state = $2, updated_at = now() WHERE order_id = $1",
@@ -71,7 +82,11 @@ pub async fn set_state(client: &impl GenericClient, order_id: Uuid, state: State
 }
 
 /// Records what the order holds.
-pub async fn insert_items(client: &impl GenericClient, order_id: Uuid, items: &[ItemQuantity]) -> Result<(), DbError> {
+pub async fn insert_items(
+    client: &impl GenericClient,
+    order_id: Uuid,
+    items: &[ItemQuantity],
+) -> Result<(), DbError> {
     for item in items {
         client
             .execute(
@@ -84,7 +99,10 @@ pub async fn insert_items(client: &impl GenericClient, order_id: Uuid, items: &[
 }
 
 /// What the order holds, in product-id order.
-pub async fn items(client: &impl GenericClient, order_id: Uuid) -> Result<Vec<ItemQuantity>, DbError> {
+pub async fn items(
+    client: &impl GenericClient,
+    order_id: Uuid,
+) -> Result<Vec<ItemQuantity>, DbError> {
     let rows = client
         .query(
             "SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 ORDER BY product_id",
@@ -92,6 +110,11 @@ pub async fn items(client: &impl GenericClient, order_id: Uuid) -> Result<Vec<It
         )
         .await?;
     rows.iter()
-        .map(|r| Ok(ItemQuantity { product_id: r.try_get(0)?, quantity: r.try_get(1)? }))
+        .map(|r| {
+            Ok(ItemQuantity {
+                product_id: r.try_get(0)?,
+                quantity: r.try_get(1)?,
+            })
+        })
         .collect()
 }

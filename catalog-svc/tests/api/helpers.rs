@@ -3,7 +3,7 @@ use std::time::Duration;
 use catalog_svc::CatalogConfig;
 use common::auth::{Role, SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig, VerifierConfig};
-use common::testing::TestDatabase;
+use common::testing::{TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -14,7 +14,8 @@ pub const AUDIENCE: &str = "shop";
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub _db: TestDatabase,
+    pub db: TestDatabase,
+    pub broker: TestBroker,
     issuer: TokenIssuer,
     key_file: std::path::PathBuf,
 }
@@ -32,13 +33,13 @@ pub struct User {
     pub token: String,
 }
 
-pub fn config(db: &TestDatabase, verifier: VerifierConfig) -> CatalogConfig {
+pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) -> CatalogConfig {
     CatalogConfig {
         service: ServiceConfig {
             http_addr: "127.0.0.1:0".into(),
             database_url: db.url(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
-            amqp_prefix: format!("test-{}.", Uuid::new_v4().simple()),
+            amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 8,
             shutdown_timeout_secs: 1,
         },
@@ -57,11 +58,12 @@ pub async fn spawn_app() -> TestApp {
     let key_file = std::env::temp_dir().join(format!("catalog-test-{}.pub.pem", Uuid::new_v4()));
     std::fs::write(&key_file, key.public_key_pem()).expect("write public key");
     let db = TestDatabase::create().await;
+    let broker = TestBroker::create().await;
     let verifier = VerifierConfig {
         jwks_url: "http://127.0.0.1:9/unused".into(),
         jwt_public_key_file: Some(key_file.clone()),
     };
-    let app = catalog_svc::Application::build(config(&db, verifier))
+    let app = catalog_svc::Application::build(config(&db, &broker, verifier))
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -70,7 +72,8 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
-        _db: db,
+        db,
+        broker,
         issuer,
         key_file,
     }
@@ -167,4 +170,86 @@ pub async fn assert_problem(response: Response, status: u16) -> Value {
     let body: Value = response.json().await.expect("json body");
     assert_eq!(body["status"], status);
     body
+}
+
+impl TestApp {
+    /// A direct connection to the service's database, for assertions.
+    pub async fn sql(&self) -> common::db::PooledClient {
+        let pool = common::db::pool(&self.db.url(), 1).expect("pool");
+        common::db::client(&pool).await.expect("client")
+    }
+
+    pub async fn stock(&self, product_id: Uuid) -> i64 {
+        let row = self
+            .sql()
+            .await
+            .query_one("SELECT stock FROM products WHERE id = $1", &[&product_id])
+            .await
+            .expect("stock");
+        i64::from(row.get::<_, i32>(0))
+    }
+
+    /// Units of the product held by live (held) reservations.
+    pub async fn held(&self, product_id: Uuid) -> i64 {
+        let row = self
+            .sql()
+            .await
+            .query_one(
+                "SELECT COALESCE(sum(i.quantity), 0)::bigint FROM reservation_items i \
+                 JOIN reservations r USING (order_id) WHERE r.state = 'held' AND i.product_id = $1",
+                &[&product_id],
+            )
+            .await
+            .expect("held");
+        row.get(0)
+    }
+
+    pub async fn reservation_state(&self, order_id: Uuid) -> Option<String> {
+        self.sql()
+            .await
+            .query_opt(
+                "SELECT state FROM reservations WHERE order_id = $1",
+                &[&order_id],
+            )
+            .await
+            .expect("state")
+            .map(|r| r.get(0))
+    }
+
+    /// Event types the service wrote to its outbox for an order, oldest first.
+    pub async fn replies(&self, order_id: Uuid) -> Vec<String> {
+        self.sql()
+            .await
+            .query(
+                "SELECT event_type FROM outbox WHERE payload->>'correlation_id' = $1 ORDER BY id",
+                &[&order_id.to_string()],
+            )
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// The value of a counter in `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }

@@ -5,4 +5,5 @@ mod concurrency;
 mod helpers;
 mod listing;
 mod products;
+mod reservations;
 mod with_auth_svc;

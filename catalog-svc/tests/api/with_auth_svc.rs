@@ -2,15 +2,16 @@
 //! its JWKS over HTTP.
 
 use common::config::VerifierConfig;
-use common::testing::TestDatabase;
+use common::testing::{TestBroker, TestDatabase};
 use serde_json::{Value, json};
 
 use crate::helpers::{config, product_body};
 
 #[tokio::test]
 async fn a_token_from_auth_svc_creates_a_product() {
+    let broker = TestBroker::create().await;
     let auth_db = TestDatabase::create().await;
-    let mut auth_config = auth_svc_config(&auth_db);
+    let mut auth_config = auth_svc_config(&auth_db, &broker);
     auth_config.auth.bcrypt_cost = 4;
     let auth = auth_svc::Application::build(auth_config)
         .await
@@ -23,7 +24,7 @@ async fn a_token_from_auth_svc_creates_a_product() {
         jwks_url: format!("{auth_url}/.well-known/jwks.json"),
         jwt_public_key_file: None,
     };
-    let catalog = catalog_svc::Application::build(config(&catalog_db, verifier))
+    let catalog = catalog_svc::Application::build(config(&catalog_db, &broker, verifier))
         .await
         .expect("catalog builds");
     let catalog_url = format!("http://127.0.0.1:{}", catalog.port());
@@ -63,9 +64,10 @@ async fn a_token_from_auth_svc_creates_a_product() {
     assert_eq!(product["owner_id"], registered["id"]);
 }
 
-fn auth_svc_config(db: &TestDatabase) -> auth_svc::AuthConfig {
+fn auth_svc_config(db: &TestDatabase, broker: &TestBroker) -> auth_svc::AuthConfig {
     let base = config(
         db,
+        broker,
         VerifierConfig {
             jwks_url: String::new(),
             jwt_public_key_file: None,
