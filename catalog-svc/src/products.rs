@@ -9,7 +9,9 @@ use common::messaging::events::{
 use common::messaging::{Event, enqueue};
 use uuid::Uuid;
 
-use crate::domain::{Cursor, ExpectedVersion, ListQuery, Product, ProductInput};
+use common::pagination::{Cursor, split_page};
+
+use crate::domain::{ExpectedVersion, ListQuery, Product, ProductInput};
 use crate::error::ApiError;
 use crate::repository::products as repo;
 
@@ -85,13 +87,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Product, ApiError> {
 pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page, ApiError> {
     let client = db::client(pool).await?;
     let mut items = repo::list(&client, query).await?;
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|p| Cursor(p.id))
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut items, query.limit, |p| p.id);
     Ok(Page { items, next_cursor })
 }
 

@@ -18,6 +18,7 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("amqp_prefix", ""),
     ("db_pool_size", "16"),
     ("shutdown_timeout_secs", "25"),
+    ("run_consumers", "true"),
     ("jwt_issuer", "shop-auth"),
     ("jwt_audience", "shop"),
     ("jwks_url", "http://127.0.0.1:8081/.well-known/jwks.json"),
@@ -65,6 +66,10 @@ pub struct ServiceConfig {
     pub db_pool_size: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Whether this instance consumes its queue (and, in order-svc, sweeps
+    /// deadlines). `false` makes an API-only replica, so API and workers can
+    /// be scaled apart.
+    pub run_consumers: bool,
 }
 
 /// Who issues tokens and for whom; signer and verifiers must agree.

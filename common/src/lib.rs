@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod lifecycle;
 pub mod messaging;
 pub mod money;
+pub mod pagination;
 pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]

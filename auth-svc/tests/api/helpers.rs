@@ -45,6 +45,7 @@ pub fn config_for(
             amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 4,
             shutdown_timeout_secs: 1,
+            run_consumers: true,
         },
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),

@@ -1,8 +1,7 @@
-//! `GET /products` query parameters and the keyset cursor.
+//! `GET /products` query parameters.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::money::Money;
+use common::pagination::{Cursor, parse_limit};
 use common::web::FieldErrors;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -24,27 +23,6 @@ pub struct ListParams {
     pub max_price: Option<String>,
 }
 
-/// An opaque position in the listing: the last id of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(pub Uuid);
-
-impl Cursor {
-    /// The opaque text form.
-    pub fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.as_bytes())
-    }
-
-    /// Reads the text form back.
-    pub fn decode(text: &str) -> Result<Self, &'static str> {
-        URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()
-            .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-            .map(Cursor)
-            .ok_or("is not a cursor returned by this API")
-    }
-}
-
 /// A valid listing request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -60,31 +38,12 @@ pub struct ListQuery {
     pub max_price: Option<Money>,
 }
 
-/// Default page size.
-pub const DEFAULT_LIMIT: i64 = 20;
-/// Largest page size.
-pub const MAX_LIMIT: i64 = 100;
-
 impl ListQuery {
     /// Validates every parameter, reporting all problems at once.
     pub fn parse(params: ListParams) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let limit = match params.limit.as_deref() {
-            None => Some(DEFAULT_LIMIT),
-            Some(raw) => errors.check(
-                "limit",
-                raw.parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or(format!("must be a whole number from 1 to {MAX_LIMIT}")),
-            ),
-        };
-        let after = match params.cursor.as_deref() {
-            None | Some("") => Some(None),
-            Some(raw) => errors
-                .check("cursor", Cursor::decode(raw))
-                .map(|c| Some(c.0)),
-        };
+        let limit = errors.check("limit", parse_limit(params.limit.as_deref()));
+        let after = errors.check("cursor", Cursor::parse_param(params.cursor.as_deref()));
         let name_contains = match params.q.as_deref().map(str::trim) {
             None | Some("") => Some(None),
             Some(q) if q.chars().count() > 100 => errors.check(
@@ -130,7 +89,7 @@ mod tests {
         let q = ListQuery::parse(ListParams::default()).expect("valid");
         assert_eq!(
             (q.limit, q.after, q.name_contains, q.min_price),
-            (DEFAULT_LIMIT, None, None, None)
+            (common::pagination::DEFAULT_LIMIT, None, None, None)
         );
         let params = ListParams {
             limit: Some("0".into()),
@@ -143,12 +102,5 @@ mod tests {
         for field in ["limit", "cursor", "q", "max_price"] {
             assert!(errors.get(field).is_some(), "{field}");
         }
-    }
-
-    #[test]
-    fn cursors_round_trip() {
-        let id = Uuid::now_v7();
-        assert_eq!(Cursor::decode(&Cursor(id).encode()), Ok(Cursor(id)));
-        assert!(Cursor::decode("AAAA").is_err());
     }
 }

@@ -4,6 +4,6 @@ mod listing;
 mod product;
 mod version;
 
-pub use listing::{Cursor, ListParams, ListQuery};
+pub use listing::{ListParams, ListQuery};
 pub use product::{Product, ProductInput, ProductRequest};
 pub use version::{ExpectedVersion, PreconditionError, VersionSource, etag};

@@ -42,6 +42,7 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 8,
             shutdown_timeout_secs: 1,
+            run_consumers: true,
         },
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),

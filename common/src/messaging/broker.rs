@@ -81,6 +81,12 @@ impl Broker {
         })
     }
 
+    /// `<prefix><service>/<component>`: what the broker's management tools
+    /// show for this connection.
+    pub fn connection_name(&self, component: &str) -> String {
+        format!("{}/{component}", self.topology.queue(&self.service))
+    }
+
     /// Opens a connection named after the service and component, and
     /// declares the topology on it.
     pub async fn connect(&self, component: &str) -> lapin::Result<Connection> {

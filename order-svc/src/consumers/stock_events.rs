@@ -1,0 +1,103 @@
+//! `order.stock-events`: catalog-svc's replies drive the saga.
+
+use common::messaging::consumer::{HandlerError, Transaction};
+use common::messaging::events::{StockRejected, StockReleased, StockReserved};
+use common::messaging::{Envelope, Event, Handler};
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderStatus, Transition};
+use crate::repository::orders;
+use crate::saga::{self, SagaError};
+
+/// Confirms, rejects, or compensates orders on `stock.*`.
+pub struct StockEventsHandler;
+
+fn permanent(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Permanent(e.to_string().into())
+}
+
+impl From<SagaError> for HandlerError {
+    fn from(e: SagaError) -> Self {
+        match e {
+            SagaError::Database(e) => e.into(),
+            other => HandlerError::Transient(other.into()),
+        }
+    }
+}
+
+async fn locked(tx: &Transaction<'_>, order_id: Uuid) -> Result<Option<Order>, HandlerError> {
+    let order = orders::lock(tx, order_id).await?;
+    if order.is_none() {
+        // Not ours (another deployment sharing the exchange?) or deleted.
+        tracing::warn!(%order_id, "reply for an unknown order; ignoring it");
+    }
+    Ok(order)
+}
+
+impl StockEventsHandler {
+    async fn reserved(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        event: StockReserved,
+    ) -> Result<(), HandlerError> {
+        let Some(order) = locked(tx, event.order_id).await? else {
+            return Ok(());
+        };
+        match order.status {
+            OrderStatus::Pending => {
+                saga::apply(tx, &order, Transition::Confirm, None, Some(envelope.id)).await?;
+            }
+            // The order ended (deadline, user) before the stock was held:
+            // give it back.
+            OrderStatus::Cancelled | OrderStatus::Rejected => {
+                saga::compensate(tx, order.id, Some(envelope.id)).await?
+            }
+            OrderStatus::Confirmed => {}
+        }
+        Ok(())
+    }
+
+    async fn rejected(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        event: StockRejected,
+    ) -> Result<(), HandlerError> {
+        let Some(order) = locked(tx, event.order_id).await? else {
+            return Ok(());
+        };
+        if order.status == OrderStatus::Pending {
+            saga::apply(
+                tx,
+                &order,
+                Transition::Reject,
+                Some(&event.reason),
+                Some(envelope.id),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Handler for StockEventsHandler {
+    async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
+        match envelope.kind.as_str() {
+            StockReserved::TYPE => {
+                self.reserved(tx, envelope, envelope.parse().map_err(permanent)?)
+                    .await
+            }
+            StockRejected::TYPE => {
+                self.rejected(tx, envelope, envelope.parse().map_err(permanent)?)
+                    .await
+            }
+            // Informational: the order is final already.
+            StockReleased::TYPE => Ok(()),
+            other => {
+                tracing::debug!(event_type = other, "ignoring event");
+                Ok(())
+            }
+        }
+    }
+}

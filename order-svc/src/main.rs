@@ -1,0 +1,24 @@
+//! `order-svc [serve | migrate]`.
+
+use common::cli::ServiceCommand;
+use order_svc::{Application, MIGRATIONS, OrderConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let command = ServiceCommand::from_args("order-svc")?;
+    common::telemetry::init("order-svc");
+    let config = OrderConfig::load()?;
+    match command {
+        ServiceCommand::Serve => {
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        ServiceCommand::Migrate => {
+            let applied = common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
+            println!("applied {} migration(s)", applied.len());
+        }
+    }
+    Ok(())
+}

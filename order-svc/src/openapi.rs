@@ -1,0 +1,24 @@
+//! The OpenAPI document of order-svc, served at `/openapi.json`.
+
+use actix_web::HttpResponse;
+use common::web::{BearerAuth, OperationsApi};
+use utoipa::OpenApi;
+
+use crate::routes::orders;
+
+/// order-svc's endpoints.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shop order-svc", description = "Orders, and the saga that reserves their stock."),
+    paths(orders::place, orders::list, orders::get, orders::cancel),
+    modifiers(&BearerAuth),
+    tags((name = "orders", description = "A user's orders; everything needs a token"))
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`: the service's endpoints plus probes and metrics.
+pub async fn openapi_json() -> HttpResponse {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(OperationsApi::openapi());
+    HttpResponse::Ok().json(doc)
+}

@@ -1,0 +1,218 @@
+//! Order use cases: place (with snapshots and idempotency), read, cancel.
+
+use std::time::Duration;
+
+use common::auth::AuthUser;
+use common::db::{self, DbError, PgPool};
+use common::messaging::enqueue;
+use common::messaging::events::{Envelope, ItemQuantity, OrderCreated};
+use common::money::Money;
+use common::pagination::{Cursor, split_page};
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use crate::catalog::CatalogClient;
+use crate::domain::{
+    IdempotencyKey, Order, OrderLine, OrderStatus, RequestedItem, RequestedItems, Transition,
+};
+use crate::error::ApiError;
+use crate::repository::orders::{self, IDEMPOTENCY_UNIQUE, NewOrder};
+use crate::saga::{self, PRODUCER};
+
+/// What placing an order did.
+pub enum Placed {
+    /// A new order, PENDING.
+    Created(Order),
+    /// The order this `Idempotency-Key` created before; nothing new.
+    Replayed(Order),
+}
+
+/// A page of orders.
+pub struct Page {
+    /// Newest first.
+    pub items: Vec<Order>,
+    /// Where the next page starts.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// The order use cases and what they need.
+pub struct Orders {
+    pool: PgPool,
+    catalog: CatalogClient,
+    timeout: Duration,
+}
+
+fn requested(order: &Order) -> RequestedItems {
+    RequestedItems::from_stored(
+        order
+            .items
+            .iter()
+            .map(|l| RequestedItem {
+                product_id: l.product_id,
+                quantity: l.quantity,
+            })
+            .collect(),
+    )
+}
+
+/// The earlier order of a reused key: the same request gets it back, a
+/// different one is refused.
+fn replay(existing: Order, items: &RequestedItems) -> Result<Placed, ApiError> {
+    if requested(&existing).same_as(items) {
+        Ok(Placed::Replayed(existing))
+    } else {
+        Err(ApiError::IdempotencyKeyReused)
+    }
+}
+
+impl Orders {
+    /// Use cases over `pool`, snapshotting from `catalog`, with orders
+    /// given up on after `timeout`.
+    pub fn new(pool: PgPool, catalog: CatalogClient, timeout: Duration) -> Self {
+        Self {
+            pool,
+            catalog,
+            timeout,
+        }
+    }
+
+    /// Names and prices from catalog-svc, fetched concurrently.
+    async fn snapshot(&self, items: &RequestedItems) -> Result<Vec<OrderLine>, ApiError> {
+        let fetched = join_all(
+            items
+                .as_slice()
+                .iter()
+                .map(|i| self.catalog.product(i.product_id)),
+        )
+        .await;
+        let mut lines = Vec::with_capacity(fetched.len());
+        let mut unknown = Vec::new();
+        for (i, (item, result)) in items.as_slice().iter().zip(fetched).enumerate() {
+            match result.map_err(ApiError::CatalogUnavailable)? {
+                Some(product) => lines.push(OrderLine {
+                    product_id: item.product_id,
+                    name: product.name,
+                    unit_price: product.price,
+                    quantity: item.quantity,
+                }),
+                None => unknown.push((i, item.product_id)),
+            }
+        }
+        if unknown.is_empty() {
+            Ok(lines)
+        } else {
+            Err(ApiError::UnknownProducts(unknown))
+        }
+    }
+
+    /// Places an order: PENDING, with `order.created` in the same transaction.
+    pub async fn place(
+        &self,
+        caller: &AuthUser,
+        items: RequestedItems,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Placed, ApiError> {
+        let key = key.as_ref().map(IdempotencyKey::as_str);
+        if let Some(key) = key {
+            let client = db::client(&self.pool).await?;
+            if let Some(existing) = orders::find_by_key(&client, caller.id, key).await? {
+                return replay(existing, &items);
+            }
+        }
+        let lines = self.snapshot(&items).await?;
+        let total = lines
+            .iter()
+            .try_fold(Money::ZERO, |sum, line| {
+                line.unit_price
+                    .checked_mul(u32::try_from(line.quantity).ok()?)
+                    .and_then(|l| sum.checked_add(l))
+            })
+            .ok_or(ApiError::TotalTooLarge)?;
+        let deadline = chrono::Utc::now()
+            + chrono::Duration::from_std(self.timeout)
+                .map_err(|e| ApiError::Unexpected(e.into()))?;
+        let new = NewOrder {
+            id: Uuid::now_v7(),
+            user_id: caller.id,
+            items: &lines,
+            total,
+            deadline,
+            idempotency_key: key,
+        };
+
+        let mut client = db::client(&self.pool).await?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        let order = match orders::insert(&tx, &new).await {
+            Ok(order) => order,
+            Err(e) if e.unique_violation() == Some(IDEMPOTENCY_UNIQUE) => {
+                // The same key raced us and won: answer with its order.
+                drop(tx);
+                let existing =
+                    orders::find_by_key(&client, caller.id, key.unwrap_or_default()).await?;
+                return replay(existing.ok_or(ApiError::NotFound)?, &items);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let event = OrderCreated {
+            order_id: order.id,
+            user_id: caller.id,
+            items: items
+                .as_slice()
+                .iter()
+                .map(|i| ItemQuantity {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                })
+                .collect(),
+        };
+        enqueue(
+            &tx,
+            &Envelope::new(PRODUCER, order.id.to_string(), None, event),
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        tracing::info!(order_id = %order.id, total = %order.total, "order placed");
+        Ok(Placed::Created(order))
+    }
+
+    /// One of the caller's orders.
+    pub async fn get(&self, caller: &AuthUser, id: Uuid) -> Result<Order, ApiError> {
+        let client = db::client(&self.pool).await?;
+        orders::find_for_user(&client, id, caller.id)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// The caller's orders, newest first.
+    pub async fn list(
+        &self,
+        caller: &AuthUser,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Page, ApiError> {
+        let client = db::client(&self.pool).await?;
+        let mut items = orders::list_for_user(&client, caller.id, before, limit).await?;
+        let next_cursor = split_page(&mut items, limit, |o| o.id);
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Cancels a PENDING order (idempotent for a CANCELLED one); its stock
+    /// is released by catalog-svc on `order.cancelled`.
+    pub async fn cancel(&self, caller: &AuthUser, id: Uuid) -> Result<Order, ApiError> {
+        let mut client = db::client(&self.pool).await?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        let order = orders::lock(&tx, id)
+            .await?
+            .filter(|o| o.user_id == caller.id)
+            .ok_or(ApiError::NotFound)?;
+        if order.status == OrderStatus::Cancelled {
+            return Ok(order);
+        }
+        saga::apply(&tx, &order, Transition::Cancel, Some("user"), None).await?;
+        let order = orders::find_for_user(&tx, id, caller.id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(order)
+    }
+}

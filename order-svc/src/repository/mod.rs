@@ -1,0 +1,3 @@
+//! All SQL of order-svc, over any `GenericClient` (connection or transaction).
+
+pub mod orders;

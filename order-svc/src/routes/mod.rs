@@ -1,0 +1,16 @@
+//! HTTP handlers: extract, parse, call, map.
+
+pub mod orders;
+
+use actix_web::web;
+
+/// Mounts the order endpoints. Resources, so a wrong method is a 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/orders")
+            .get(orders::list)
+            .post(orders::place),
+    )
+    .service(web::resource("/orders/{id}").get(orders::get))
+    .service(web::resource("/orders/{id}/cancel").post(orders::cancel));
+}

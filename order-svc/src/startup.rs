@@ -1,0 +1,104 @@
+//! Building and running the order-svc application.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::{HttpServer, web};
+use anyhow::Context as _;
+use common::auth::TokenVerifier;
+use common::messaging::Consumer;
+use common::messaging::consumer::ConsumerSettings;
+use common::messaging::topology::ORDER_STOCK_EVENTS;
+use common::service::{Running, RunningHandle, ServiceRuntime};
+use common::web::base_app;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+use crate::catalog::CatalogClient;
+use crate::config::OrderConfig;
+use crate::consumers::StockEventsHandler;
+use crate::orders::Orders;
+use crate::sweeper::{self, OrderMetrics};
+use crate::{openapi, routes};
+
+/// The schema migrations of the orders database, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../diesel-migrations/orders");
+
+/// A bound, running order-svc (serving once awaited).
+pub struct Application {
+    port: u16,
+    running: Running,
+}
+
+impl Application {
+    /// Migrates, starts the outbox relay, the saga consumer and the deadline
+    /// sweeper, and binds the listener (port 0: any free port).
+    pub async fn build(config: OrderConfig) -> anyhow::Result<Self> {
+        let runtime = ServiceRuntime::start("order-svc", &config.service, MIGRATIONS).await?;
+        let verifier = web::Data::new(
+            TokenVerifier::from_config(&config.verifier, &config.jwt)
+                .map_err(anyhow::Error::msg)?,
+        );
+        let catalog = CatalogClient::new(&config.orders.catalog_url, runtime.metrics.registry())?;
+        let orders = web::Data::new(Orders::new(
+            runtime.pool.clone(),
+            catalog,
+            config.order_timeout(),
+        ));
+
+        let consumer = Consumer::new(
+            runtime.broker.clone(),
+            runtime.pool.clone(),
+            ORDER_STOCK_EVENTS,
+            StockEventsHandler,
+            runtime.messaging.clone(),
+            ConsumerSettings::default(),
+        );
+        runtime
+            .lifecycle
+            .spawn(consumer.run(runtime.lifecycle.token()));
+        let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
+        runtime.lifecycle.spawn(sweeper::run(
+            runtime.pool.clone(),
+            Duration::from_millis(config.orders.sweep_interval_ms),
+            order_metrics,
+            runtime.lifecycle.token(),
+        ));
+
+        let metrics = web::Data::new(runtime.metrics.clone());
+        let readiness = web::Data::new(runtime.readiness.clone());
+        let listener = TcpListener::bind(&config.service.http_addr)
+            .with_context(|| format!("binding {}", config.service.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            base_app(metrics.clone(), readiness.clone())
+                .app_data(orders.clone())
+                .app_data(verifier.clone())
+                .configure(routes::configure)
+                .route("/openapi.json", web::get().to(openapi::openapi_json))
+        })
+        .listen(listener)?
+        .shutdown_timeout(config.service.shutdown_timeout_secs)
+        .run();
+        tracing::info!(addr = %config.service.http_addr, port, "order-svc listening");
+        let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
+        Ok(Self {
+            port,
+            running: Running::new(server, runtime.lifecycle, grace),
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop this instance.
+    pub fn handle(&self) -> RunningHandle {
+        self.running.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains requests and background work.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.running.run().await
+    }
+}
