@@ -52,17 +52,19 @@ impl Application {
             .metrics
             .registry()
             .register(Box::new(conflicts.clone()))?;
-        let consumer = Consumer::new(
-            runtime.broker.clone(),
-            runtime.pool.clone(),
-            CATALOG_ORDER_EVENTS,
-            OrderEventsHandler::new(conflicts),
-            runtime.messaging.clone(),
-            ConsumerSettings::default(),
-        );
-        runtime
-            .lifecycle
-            .spawn(consumer.run(runtime.lifecycle.token()));
+        if config.service.run_consumers {
+            let consumer = Consumer::new(
+                runtime.broker.clone(),
+                runtime.pool.clone(),
+                CATALOG_ORDER_EVENTS,
+                OrderEventsHandler::new(conflicts),
+                runtime.messaging.clone(),
+                ConsumerSettings::default(),
+            );
+            runtime
+                .lifecycle
+                .spawn(consumer.run(runtime.lifecycle.token()));
+        }
 
         let state = web::Data::new(AppState {
             pool: runtime.pool.clone(),

@@ -45,24 +45,26 @@ impl Application {
             config.order_timeout(),
         ));
 
-        let consumer = Consumer::new(
-            runtime.broker.clone(),
-            runtime.pool.clone(),
-            ORDER_STOCK_EVENTS,
-            StockEventsHandler,
-            runtime.messaging.clone(),
-            ConsumerSettings::default(),
-        );
-        runtime
-            .lifecycle
-            .spawn(consumer.run(runtime.lifecycle.token()));
         let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
-        runtime.lifecycle.spawn(sweeper::run(
-            runtime.pool.clone(),
-            Duration::from_millis(config.orders.sweep_interval_ms),
-            order_metrics,
-            runtime.lifecycle.token(),
-        ));
+        if config.service.run_consumers {
+            let consumer = Consumer::new(
+                runtime.broker.clone(),
+                runtime.pool.clone(),
+                ORDER_STOCK_EVENTS,
+                StockEventsHandler,
+                runtime.messaging.clone(),
+                ConsumerSettings::default(),
+            );
+            runtime
+                .lifecycle
+                .spawn(consumer.run(runtime.lifecycle.token()));
+            runtime.lifecycle.spawn(sweeper::run(
+                runtime.pool.clone(),
+                Duration::from_millis(config.orders.sweep_interval_ms),
+                order_metrics,
+                runtime.lifecycle.token(),
+            ));
+        }
 
         let metrics = web::Data::new(runtime.metrics.clone());
         let readiness = web::Data::new(runtime.readiness.clone());
