@@ -31,7 +31,11 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { order_timeout_secs: 30, catalog_consumes: true, order_consumes: true }
+        Self {
+            order_timeout_secs: 30,
+            catalog_consumes: true,
+            order_consumes: true,
+        }
     }
 }
 
@@ -83,7 +87,10 @@ fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -
 }
 
 fn jwt() -> JwtConfig {
-    JwtConfig { jwt_issuer: "shop-auth".into(), jwt_audience: "shop".into() }
+    JwtConfig {
+        jwt_issuer: "shop-auth".into(),
+        jwt_audience: "shop".into(),
+    }
 }
 
 fn pinned(mut service: ServiceConfig, url: &str) -> ServiceConfig {
@@ -93,15 +100,25 @@ fn pinned(mut service: ServiceConfig, url: &str) -> ServiceConfig {
 }
 
 async fn start_catalog(config: CatalogConfig) -> Instance {
-    let app = catalog_svc::Application::build(config).await.expect("catalog-svc starts");
-    let instance = Instance { url: format!("http://127.0.0.1:{}", app.port()), handle: app.handle() };
+    let app = catalog_svc::Application::build(config)
+        .await
+        .expect("catalog-svc starts");
+    let instance = Instance {
+        url: format!("http://127.0.0.1:{}", app.port()),
+        handle: app.handle(),
+    };
     tokio::spawn(app.run_until_stopped());
     instance
 }
 
 async fn start_order(config: OrderConfig) -> Instance {
-    let app = order_svc::Application::build(config).await.expect("order-svc starts");
-    let instance = Instance { url: format!("http://127.0.0.1:{}", app.port()), handle: app.handle() };
+    let app = order_svc::Application::build(config)
+        .await
+        .expect("order-svc starts");
+    let instance = Instance {
+        url: format!("http://127.0.0.1:{}", app.port()),
+        handle: app.handle(),
+    };
     tokio::spawn(app.run_until_stopped());
     instance
 }
@@ -111,27 +128,44 @@ impl Stack {
     pub async fn start(options: StackOptions) -> Self {
         common::telemetry::init_for_tests();
         let broker = TestBroker::create().await;
-        let (auth_db, catalog_db, orders_db) =
-            tokio::join!(TestDatabase::create(), TestDatabase::create(), TestDatabase::create());
+        let (auth_db, catalog_db, orders_db) = tokio::join!(
+            TestDatabase::create(),
+            TestDatabase::create(),
+            TestDatabase::create()
+        );
 
         let auth_config = auth_svc::AuthConfig {
             service: service_config(&auth_db, &broker, true),
             jwt: jwt(),
-            auth: auth_svc::config::AuthSettings { bcrypt_cost: 4, jwt_private_key_file: None, jwt_ttl_secs: 900 },
+            auth: auth_svc::config::AuthSettings {
+                bcrypt_cost: 4,
+                jwt_private_key_file: None,
+                jwt_ttl_secs: 900,
+            },
         };
-        let auth_app = auth_svc::Application::build(auth_config).await.expect("auth-svc starts");
-        let auth = Instance { url: format!("http://127.0.0.1:{}", auth_app.port()), handle: auth_app.handle() };
+        let auth_app = auth_svc::Application::build(auth_config)
+            .await
+            .expect("auth-svc starts");
+        let auth = Instance {
+            url: format!("http://127.0.0.1:{}", auth_app.port()),
+            handle: auth_app.handle(),
+        };
         tokio::spawn(auth_app.run_until_stopped());
 
-        let verifier =
-            VerifierConfig { jwks_url: format!("{}/.well-known/jwks.json", auth.url), jwt_public_key_file: None };
+        let verifier = VerifierConfig {
+            jwks_url: format!("{}/.well-known/jwks.json", auth.url),
+            jwt_public_key_file: None,
+        };
         let catalog_config = CatalogConfig {
             service: service_config(&catalog_db, &broker, options.catalog_consumes),
             jwt: jwt(),
             verifier: verifier.clone(),
         };
         let catalog = start_catalog(catalog_config.clone()).await;
-        let catalog_config = CatalogConfig { service: pinned(catalog_config.service, &catalog.url), ..catalog_config };
+        let catalog_config = CatalogConfig {
+            service: pinned(catalog_config.service, &catalog.url),
+            ..catalog_config
+        };
 
         let order_config = OrderConfig {
             service: service_config(&orders_db, &broker, options.order_consumes),
@@ -144,7 +178,10 @@ impl Stack {
             },
         };
         let order = start_order(order_config.clone()).await;
-        let order_config = OrderConfig { service: pinned(order_config.service, &order.url), ..order_config };
+        let order_config = OrderConfig {
+            service: pinned(order_config.service, &order.url),
+            ..order_config
+        };
 
         Self {
             broker,
@@ -168,6 +205,7 @@ impl Stack {
     /// Aborts catalog-svc mid-work, as a crash would.
     pub async fn kill_catalog(&self) {
         self.catalog.handle.kill().await;
+        self.drop_service_connections("catalog-svc").await;
     }
 
     /// Starts catalog-svc again on the same port and database.
@@ -180,6 +218,30 @@ impl Stack {
     /// Aborts order-svc mid-work, as a crash would.
     pub async fn kill_order(&self) {
         self.order.handle.kill().await;
+        self.drop_service_connections("order-svc").await;
+    }
+
+    /// A counter or gauge of a service's `/metrics` (summed over matching
+    /// series; 0 when absent).
+    pub async fn metric(&self, base_url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .http
+            .get(format!("{base_url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Starts order-svc again on the same port and database.
@@ -208,10 +270,31 @@ impl Stack {
     /// Registers a user and logs in.
     pub async fn user(&self, name: &str) -> User {
         let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"});
-        let registered: Value = self.http.post(format!("{}/register", self.auth.url)).json(&body).send().await.expect("register").json().await.expect("json");
-        let login: Value = self.http.post(format!("{}/login", self.auth.url)).json(&body).send().await.expect("login").json().await.expect("json");
+        let registered: Value = self
+            .http
+            .post(format!("{}/register", self.auth.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("json");
+        let login: Value = self
+            .http
+            .post(format!("{}/login", self.auth.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
         User {
-            id: registered["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()).expect("user id"),
+            id: registered["id"]
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .expect("user id"),
             token: login["access_token"].as_str().expect("token").to_string(),
         }
     }
@@ -238,9 +321,15 @@ impl Stack {
 
     /// `POST /orders`.
     pub async fn place(&self, user: &User, items: &[(Uuid, i64)], key: Option<&str>) -> Response {
-        let items: Vec<Value> = items.iter().map(|(p, q)| json!({"product_id": p, "quantity": q})).collect();
-        let mut request =
-            self.http.post(format!("{}/orders", self.order.url)).bearer_auth(&user.token).json(&json!({ "items": items }));
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect();
+        let mut request = self
+            .http
+            .post(format!("{}/orders", self.order.url))
+            .bearer_auth(&user.token)
+            .json(&json!({ "items": items }));
         if let Some(key) = key {
             request = request.header("idempotency-key", key);
         }
@@ -258,19 +347,35 @@ impl Stack {
 
     /// `GET /orders/{id}` as JSON.
     pub async fn order(&self, user: &User, id: Uuid) -> Value {
-        let response = self.http.get(format!("{}/orders/{id}", self.order.url)).bearer_auth(&user.token).send().await.expect("get order");
+        let response = self
+            .http
+            .get(format!("{}/orders/{id}", self.order.url))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("get order");
         assert_eq!(response.status(), 200);
         response.json().await.expect("json")
     }
 
     /// `POST /orders/{id}/cancel`.
     pub async fn cancel(&self, user: &User, id: Uuid) -> Response {
-        self.http.post(format!("{}/orders/{id}/cancel", self.order.url)).bearer_auth(&user.token).send().await.expect("cancel")
+        self.http
+            .post(format!("{}/orders/{id}/cancel", self.order.url))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("cancel")
     }
 
     /// The order's status as stored (no HTTP: works while order-svc is down).
     pub async fn status(&self, id: Uuid) -> Option<String> {
-        self.orders_sql().await.query_opt("SELECT status FROM orders WHERE id = $1", &[&id]).await.expect("status").map(|r| r.get(0))
+        self.orders_sql()
+            .await
+            .query_opt("SELECT status FROM orders WHERE id = $1", &[&id])
+            .await
+            .expect("status")
+            .map(|r| r.get(0))
     }
 
     /// Waits until the order is final and returns its status.
@@ -283,12 +388,25 @@ impl Stack {
 
     /// catalog-svc's reservation state for an order.
     pub async fn reservation(&self, order: Uuid) -> Option<String> {
-        self.catalog_sql().await.query_opt("SELECT state FROM reservations WHERE order_id = $1", &[&order]).await.expect("state").map(|r| r.get(0))
+        self.catalog_sql()
+            .await
+            .query_opt(
+                "SELECT state FROM reservations WHERE order_id = $1",
+                &[&order],
+            )
+            .await
+            .expect("state")
+            .map(|r| r.get(0))
     }
 
     /// Current stock of a product.
     pub async fn stock(&self, product: Uuid) -> i64 {
-        let row = self.catalog_sql().await.query_one("SELECT stock FROM products WHERE id = $1", &[&product]).await.expect("stock");
+        let row = self
+            .catalog_sql()
+            .await
+            .query_one("SELECT stock FROM products WHERE id = $1", &[&product])
+            .await
+            .expect("stock");
         i64::from(row.get::<_, i32>(0))
     }
 
@@ -312,7 +430,11 @@ impl Stack {
         for &(product, initial) in products {
             let (stock, held) = (self.stock(product).await, self.held(product).await);
             assert!(stock >= 0, "stock of {product} is negative");
-            assert_eq!(initial, stock + held, "product {product}: initial {initial} != stock {stock} + held {held}");
+            assert_eq!(
+                initial,
+                stock + held,
+                "product {product}: initial {initial} != stock {stock} + held {held}"
+            );
         }
     }
 
@@ -332,9 +454,13 @@ impl Stack {
 
     /// Both services agree: what catalog holds is what order-svc confirmed.
     pub async fn assert_agreement(&self, product: Uuid) {
-        eventually("catalog holds exactly what order-svc confirmed", WAIT, || async {
-            (self.held(product).await == self.confirmed_quantity(product).await).then_some(())
-        })
+        eventually(
+            "catalog holds exactly what order-svc confirmed",
+            WAIT,
+            || async {
+                (self.held(product).await == self.confirmed_quantity(product).await).then_some(())
+            },
+        )
         .await;
     }
 
@@ -351,20 +477,42 @@ impl Stack {
     /// Closes every broker connection of this stack from the broker side,
     /// as a network drop or broker restart would. Returns how many.
     pub async fn drop_broker_connections(&self) -> usize {
+        self.drop_connections_matching(self.broker.prefix()).await
+    }
+
+    /// Closes the broker connections of one service (a killed process's
+    /// sockets die with it; an aborted task's do not, so this finishes the
+    /// simulated crash).
+    pub async fn drop_service_connections(&self, service: &str) -> usize {
+        self.drop_connections_matching(&format!("{}{service}/", self.broker.prefix()))
+            .await
+    }
+
+    async fn drop_connections_matching(&self, pattern: &str) -> usize {
         let listing = tokio::process::Command::new("rabbitmqctl")
             .args(["-q", "list_connections", "pid", "client_properties"])
             .output()
             .await
             .expect("rabbitmqctl is needed to drop connections (it comes with rabbitmq-server)");
+        assert!(
+            listing.status.success(),
+            "rabbitmqctl list_connections failed: {}",
+            String::from_utf8_lossy(&listing.stderr)
+        );
         let text = String::from_utf8_lossy(&listing.stdout);
         let ours: Vec<String> = text
             .lines()
-            .filter(|line| line.contains(self.broker.prefix()))
+            .filter(|line| line.contains(pattern))
             .filter_map(|line| line.split_whitespace().next().map(str::to_string))
             .collect();
         for pid in &ours {
             let status = tokio::process::Command::new("rabbitmqctl")
-                .args(["-q", "close_connection", pid, "e2e: simulated connection drop"])
+                .args([
+                    "-q",
+                    "close_connection",
+                    pid,
+                    "e2e: simulated connection drop",
+                ])
                 .status()
                 .await
                 .expect("rabbitmqctl close_connection");

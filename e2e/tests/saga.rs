@@ -30,7 +30,10 @@ async fn an_order_without_enough_stock_is_rejected_and_nothing_moves() {
     let mug = stack.product(&seller, "Mug", 2).await;
     let order = stack.place_ok(&buyer, &[(mug, 3)]).await;
     assert_eq!(stack.final_status(order).await, "REJECTED");
-    assert_eq!(stack.order(&buyer, order).await["reason"], "insufficient_stock");
+    assert_eq!(
+        stack.order(&buyer, order).await["reason"],
+        "insufficient_stock"
+    );
     assert_eq!(stack.stock(mug).await, 2);
     stack.assert_invariant(&[(mug, 2)]).await;
 }
@@ -39,10 +42,17 @@ async fn an_order_without_enough_stock_is_rejected_and_nothing_moves() {
 async fn a_multi_item_order_is_all_or_nothing() {
     let stack = Stack::start(StackOptions::default()).await;
     let (seller, buyer) = (stack.user("seller").await, stack.user("buyer").await);
-    let (mug, plate) = (stack.product(&seller, "Mug", 5).await, stack.product(&seller, "Plate", 1).await);
+    let (mug, plate) = (
+        stack.product(&seller, "Mug", 5).await,
+        stack.product(&seller, "Plate", 1).await,
+    );
     let rejected = stack.place_ok(&buyer, &[(mug, 2), (plate, 2)]).await;
     assert_eq!(stack.final_status(rejected).await, "REJECTED");
-    assert_eq!((stack.stock(mug).await, stack.stock(plate).await), (5, 1), "no partial reservation");
+    assert_eq!(
+        (stack.stock(mug).await, stack.stock(plate).await),
+        (5, 1),
+        "no partial reservation"
+    );
     let confirmed = stack.place_ok(&buyer, &[(mug, 2), (plate, 1)]).await;
     assert_eq!(stack.final_status(confirmed).await, "CONFIRMED");
     assert_eq!((stack.stock(mug).await, stack.stock(plate).await), (3, 0));
@@ -55,18 +65,30 @@ async fn a_multi_item_order_is_all_or_nothing() {
 /// not release a second time.
 #[tokio::test]
 async fn a_user_cancel_releases_the_stock_exactly_once() {
-    let options = StackOptions { order_consumes: false, ..StackOptions::default() };
+    let options = StackOptions {
+        order_consumes: false,
+        ..StackOptions::default()
+    };
     let stack = Stack::start(options).await;
     let (seller, buyer) = (stack.user("seller").await, stack.user("buyer").await);
     let mug = stack.product(&seller, "Mug", 10).await;
     let order = stack.place_ok(&buyer, &[(mug, 4)]).await;
-    eventually("catalog holds the order", WAIT, || async { (stack.reservation(order).await.as_deref() == Some("held")).then_some(()) }).await;
+    eventually("catalog holds the order", WAIT, || async {
+        (stack.reservation(order).await.as_deref() == Some("held")).then_some(())
+    })
+    .await;
     assert_eq!(stack.stock(mug).await, 6);
 
     let cancelled = stack.cancel(&buyer, order).await;
     assert_eq!(cancelled.status(), 200);
-    assert_eq!(cancelled.json::<Value>().await.expect("json")["status"], "CANCELLED");
-    eventually("catalog releases", WAIT, || async { (stack.reservation(order).await.as_deref() == Some("released")).then_some(()) }).await;
+    assert_eq!(
+        cancelled.json::<Value>().await.expect("json")["status"],
+        "CANCELLED"
+    );
+    eventually("catalog releases", WAIT, || async {
+        (stack.reservation(order).await.as_deref() == Some("released")).then_some(())
+    })
+    .await;
     assert_eq!(stack.stock(mug).await, 10);
 
     // Now the saga consumer runs and meets the stale stock.reserved.
@@ -82,13 +104,25 @@ async fn a_user_cancel_releases_the_stock_exactly_once() {
     })
     .await;
     eventually("catalog handled the second cancel", WAIT, || async {
-        let row = stack.catalog_sql().await.query_one("SELECT count(*) FROM inbox WHERE event_type = 'order.cancelled'", &[]).await.expect("inbox");
+        let row = stack
+            .catalog_sql()
+            .await
+            .query_one(
+                "SELECT count(*) FROM inbox WHERE event_type = 'order.cancelled'",
+                &[],
+            )
+            .await
+            .expect("inbox");
         (row.get::<_, i64>(0) == 2).then_some(())
     })
     .await;
     assert_eq!(stack.stock(mug).await, 10, "released once, not twice");
     assert_eq!(stack.status(order).await.as_deref(), Some("CANCELLED"));
-    assert_eq!(stack.cancel(&buyer, order).await.status(), 200, "cancel is idempotent");
+    assert_eq!(
+        stack.cancel(&buyer, order).await.status(),
+        200,
+        "cancel is idempotent"
+    );
     stack.assert_invariant(&[(mug, 10)]).await;
     worker.stop().await;
 }
@@ -97,7 +131,11 @@ async fn a_user_cancel_releases_the_stock_exactly_once() {
 /// cancelled; when catalog comes back, the order's stock ends up untouched.
 #[tokio::test]
 async fn the_deadline_cancels_and_compensation_follows_when_catalog_returns() {
-    let options = StackOptions { order_timeout_secs: 2, catalog_consumes: false, ..StackOptions::default() };
+    let options = StackOptions {
+        order_timeout_secs: 2,
+        catalog_consumes: false,
+        ..StackOptions::default()
+    };
     let stack = Stack::start(options).await;
     let (seller, buyer) = (stack.user("seller").await, stack.user("buyer").await);
     let mug = stack.product(&seller, "Mug", 10).await;
@@ -105,17 +143,29 @@ async fn the_deadline_cancels_and_compensation_follows_when_catalog_returns() {
     let order = stack.place_ok(&buyer, &[(mug, 4)]).await;
     assert_eq!(stack.final_status(order).await, "CANCELLED");
     let waited = placed_at.elapsed();
-    assert!(waited >= Duration::from_secs(2), "not before the deadline ({waited:?})");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "not before the deadline ({waited:?})"
+    );
     assert_eq!(stack.order(&buyer, order).await["reason"], "timeout");
 
     let worker = stack.extra_catalog_instance(true).await;
     eventually("catalog settles the cancelled order", WAIT, || async {
-        matches!(stack.reservation(order).await.as_deref(), Some("released" | "cancelled")).then_some(())
+        matches!(
+            stack.reservation(order).await.as_deref(),
+            Some("released" | "cancelled")
+        )
+        .then_some(())
     })
     .await;
     // Both messages are handled whatever their order; the stock is whole.
     eventually("both order messages handled", WAIT, || async {
-        let row = stack.catalog_sql().await.query_one("SELECT count(*) FROM inbox", &[]).await.expect("inbox");
+        let row = stack
+            .catalog_sql()
+            .await
+            .query_one("SELECT count(*) FROM inbox", &[])
+            .await
+            .expect("inbox");
         (row.get::<_, i64>(0) >= 2).then_some(())
     })
     .await;
@@ -133,8 +183,16 @@ async fn concurrent_buyers_of_the_last_units_never_oversell() {
     let line = [(mug, 1)];
     let orders = join_all(buyers.iter().map(|b| stack.place_ok(b, &line))).await;
     let statuses = join_all(orders.iter().map(|&o| stack.final_status(o))).await;
-    assert_eq!(statuses.iter().filter(|s| *s == "CONFIRMED").count(), 3, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| *s == "REJECTED").count(), 7, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "CONFIRMED").count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "REJECTED").count(),
+        7,
+        "{statuses:?}"
+    );
     assert_eq!(stack.stock(mug).await, 0);
     stack.assert_invariant(&[(mug, 3)]).await;
     stack.assert_agreement(mug).await;

@@ -91,7 +91,7 @@ impl Broker {
     /// declares the topology on it.
     pub async fn connect(&self, component: &str) -> lapin::Result<Connection> {
         let properties = ConnectionProperties::default()
-            .with_connection_name(format!("{}/{component}", self.service).into());
+            .with_connection_name(self.connection_name(component).into());
         let connection = Connection::connect(self.url.expose_secret(), properties).await?;
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;
