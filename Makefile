@@ -4,8 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
+# Where `make docker` tags the images: $(IMAGE_REGISTRY)/shop-<service>:$(IMAGE_TAG)
+IMAGE_REGISTRY ?= ghcr.io/shop
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' helm/shop/Chart.yaml)
+SERVICES := auth-svc catalog-svc order-svc
 
-.PHONY: help setup run test lint fmt
+.PHONY: help setup run test lint fmt helm-lint docker-lint docker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,3 +33,15 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+helm-lint: ## Lint the Helm chart and validate every rendered manifest (installs its tools into .tools/)
+	scripts/helm-lint.sh
+
+docker-lint: ## hadolint the Dockerfile (installs hadolint into .tools/)
+	scripts/tools.sh
+	.tools/bin/hadolint Dockerfile
+
+docker: ## Build the three service images (needs a Docker engine)
+	@for service in $(SERVICES); do \
+		docker build --build-arg SERVICE=$$service -t $(IMAGE_REGISTRY)/shop-$$service:$(IMAGE_TAG) . || exit 1; \
+	done

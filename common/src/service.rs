@@ -48,6 +48,7 @@ impl ServiceRuntime {
         );
         let metrics = HttpMetrics::new(service);
         let messaging = MessagingMetrics::register(metrics.registry())?;
+        broker.register_metrics(metrics.registry())?;
         let readiness = Readiness::new()
             .with_check("database", db::readiness_check(pool.clone()))
             .with_check("broker", broker.readiness_check());

@@ -8,26 +8,32 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
+use prometheus::{IntGaugeVec, Opts, Registry};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::Topology;
 use crate::web::ReadinessCheck;
 
-/// Whether each component is connected right now.
+/// Whether each component is connected right now, also exported as
+/// `broker_connection_up{component}` once [`Broker::register_metrics`] ran.
 #[derive(Debug, Default)]
 pub struct BrokerStatus {
     components: Mutex<BTreeMap<String, bool>>,
+    gauge: OnceLock<IntGaugeVec>,
 }
 
 impl BrokerStatus {
     fn set(&self, component: &str, connected: bool) {
         let mut components = self.components.lock().unwrap_or_else(|e| e.into_inner());
         components.insert(component.to_string(), connected);
+        if let Some(gauge) = self.gauge.get() {
+            gauge.with_label_values(&[component]).set(i64::from(connected));
+        }
     }
 
     /// Components that are not connected.
@@ -59,6 +65,17 @@ impl Broker {
             service: service.to_string(),
             status: Arc::default(),
         }
+    }
+
+    /// Exports the connection state of every component in `registry`.
+    pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        let gauge = IntGaugeVec::new(
+            Opts::new("broker_connection_up", "1 while a component's RabbitMQ connection is up"),
+            &["component"],
+        )?;
+        registry.register(Box::new(gauge.clone()))?;
+        let _ = self.status.gauge.set(gauge);
+        Ok(())
     }
 
     /// The names in use.
