@@ -51,7 +51,17 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             DbError::Pool(_) => true,
-            DbError::Query(e) => e.is_closed() || e.as_db_error().is_none(),
+            DbError::Query(e) => {
+                let io_failure =
+                    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+                // Class 08: connection exceptions; 57P01-57P03: the server is
+                // shutting down or starting; 53300: too many connections.
+                let code = e.code().map(SqlState::code).unwrap_or_default();
+                e.is_closed()
+                    || io_failure
+                    || code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+            }
         }
     }
 }

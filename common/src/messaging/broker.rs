@@ -32,7 +32,9 @@ impl BrokerStatus {
         let mut components = self.components.lock().unwrap_or_else(|e| e.into_inner());
         components.insert(component.to_string(), connected);
         if let Some(gauge) = self.gauge.get() {
-            gauge.with_label_values(&[component]).set(i64::from(connected));
+            gauge
+                .with_label_values(&[component])
+                .set(i64::from(connected));
         }
     }
 
@@ -70,7 +72,10 @@ impl Broker {
     /// Exports the connection state of every component in `registry`.
     pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         let gauge = IntGaugeVec::new(
-            Opts::new("broker_connection_up", "1 while a component's RabbitMQ connection is up"),
+            Opts::new(
+                "broker_connection_up",
+                "1 while a component's RabbitMQ connection is up",
+            ),
             &["component"],
         )?;
         registry.register(Box::new(gauge.clone()))?;
