@@ -9,7 +9,7 @@ IMAGE_REGISTRY ?= ghcr.io/shop
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' helm/shop/Chart.yaml)
 SERVICES := auth-svc catalog-svc order-svc
 
-.PHONY: help setup run test lint fmt helm-lint docker-lint docker
+.PHONY: help setup run test lint fmt bench helm-lint docker-lint docker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: setup ## The whole test suite against real PostgreSQL and RabbitMQ
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+bench: setup ## Throughput and latency of catalog reads and of the order saga (release build)
+	$(CARGO) bench -p e2e --bench throughput
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -130,3 +130,136 @@ impl JwksCache {
         Ok(ed25519_keys(&jwks))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use jsonwebtoken::jwk::JwkSet;
+    use uuid::Uuid;
+
+    use crate::auth::{JwksCache, Role, SigningKey, TokenError, TokenIssuer, TokenVerifier};
+
+    /// A JWKS endpoint whose key set the test changes, counting fetches;
+    /// `None` answers 503.
+    #[derive(Clone, Default)]
+    struct FakeAuth {
+        keys: Arc<Mutex<Option<JwkSet>>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl FakeAuth {
+        async fn start(&self) -> String {
+            let state = self.clone();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let server = HttpServer::new(move || {
+                let state = state.clone();
+                App::new().route(
+                    "/jwks",
+                    web::get().to(move || {
+                        let state = state.clone();
+                        async move {
+                            state.fetches.fetch_add(1, Ordering::SeqCst);
+                            match state.keys.lock().expect("lock").clone() {
+                                Some(keys) => HttpResponse::Ok().json(keys),
+                                None => HttpResponse::ServiceUnavailable().finish(),
+                            }
+                        }
+                    }),
+                )
+            })
+            .workers(1)
+            .listen(listener)
+            .expect("listen")
+            .run();
+            tokio::spawn(server);
+            format!("http://127.0.0.1:{port}/jwks")
+        }
+
+        fn publish(&self, issuers: &[&TokenIssuer]) {
+            let keys = issuers.iter().flat_map(|i| i.jwks().keys.clone()).collect();
+            *self.keys.lock().expect("lock") = Some(JwkSet { keys });
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+    }
+
+    fn issuer() -> TokenIssuer {
+        TokenIssuer::new(
+            SigningKey::generate(),
+            [],
+            "iss",
+            "aud",
+            Duration::from_secs(600),
+        )
+    }
+
+    fn token(issuer: &TokenIssuer) -> String {
+        issuer
+            .issue(Uuid::new_v4(), "alice", Role::Customer)
+            .expect("issue")
+            .token
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_fetched_on_its_first_token_and_made_up_kids_do_not_flood() {
+        let auth = FakeAuth::default();
+        let url = auth.start().await;
+        let (old, new, stranger) = (issuer(), issuer(), issuer());
+        auth.publish(&[&old]);
+        let cache =
+            JwksCache::with_intervals(url, Duration::from_secs(300), Duration::from_millis(200));
+        let verifier = TokenVerifier::from_jwks(cache, "iss", "aud");
+
+        assert!(verifier.verify(&token(&old)).await.is_ok());
+        assert!(verifier.verify(&token(&old)).await.is_ok());
+        assert_eq!(auth.fetches(), 1, "known keys come from the cache");
+
+        // Rotation: the new key is published; its first token triggers a refetch.
+        auth.publish(&[&old, &new]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(verifier.verify(&token(&new)).await.is_ok());
+        assert_eq!(auth.fetches(), 2);
+
+        // Tokens under kids nobody published: one refetch per interval at most.
+        for _ in 0..20 {
+            assert_eq!(
+                verifier.verify(&token(&stranger)).await,
+                Err(TokenError::UnknownKey)
+            );
+        }
+        assert!(auth.fetches() <= 3, "{} fetches", auth.fetches());
+    }
+
+    #[tokio::test]
+    async fn known_keys_outlive_an_auth_outage_but_nothing_verifies_without_keys() {
+        let auth = FakeAuth::default();
+        let url = auth.start().await;
+        let key = issuer();
+        auth.publish(&[&key]);
+        // Every lookup finds the cache stale, so each one tries to refresh.
+        let verifier = TokenVerifier::from_jwks(
+            JwksCache::with_intervals(url.clone(), Duration::ZERO, Duration::ZERO),
+            "iss",
+            "aud",
+        );
+        assert!(verifier.verify(&token(&key)).await.is_ok());
+        *auth.keys.lock().expect("lock") = None;
+        assert!(
+            verifier.verify(&token(&key)).await.is_ok(),
+            "cached key still trusted while auth is down"
+        );
+
+        let cold = TokenVerifier::from_jwks(JwksCache::new(url), "iss", "aud");
+        assert!(matches!(
+            cold.verify(&token(&key)).await,
+            Err(TokenError::KeysUnavailable(_))
+        ));
+    }
+}
