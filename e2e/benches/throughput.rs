@@ -4,6 +4,7 @@
 //! - the order flow: orders placed concurrently, and how long until every
 //!   one is final (placement latency, placement-to-CONFIRMED latency,
 //!   orders per second end to end).
+//!
 //! Figures depend on the machine; nothing here asserts a speed.
 
 use std::time::{Duration, Instant};
