@@ -5,9 +5,10 @@
 use secrecy::SecretString;
 use tokio_postgres::NoTls;
 
-/// Where tests create their databases: a role allowed to `CREATE DATABASE`.
+/// Where tests create their databases (`TEST_DATABASE_ADMIN_URL`): a role
+/// allowed to `CREATE DATABASE`.
 /// `scripts/dev-stack.sh` creates `shop` with that right.
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://shop:shop@127.0.0.1:5432/postgres".into())
 }

@@ -24,9 +24,9 @@ use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -301,7 +301,7 @@ fn properties(id: Uuid, event_type: &str, traceparent: Option<String>) -> BasicP
 async fn listen(database_url: SecretString, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut failures = 0;
     while !shutdown.is_cancelled() {
-        match tokio_postgres::connect(database_url.expose_secret(), NoTls).await {
+        match crate::db::connect(&database_url).await {
             Ok((client, mut connection)) => {
                 let notify = wake.clone();
                 let mut messages =

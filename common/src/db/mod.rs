@@ -4,19 +4,26 @@
 //! binary with `diesel_migrations::embed_migrations!` and applied through
 //! diesel-async over tokio-postgres, so no system libpq is needed. A
 //! session-level advisory lock serialises replicas that start together.
+//! Every connection honours `sslmode` as libpq does ([`tls`]).
 
-use std::str::FromStr;
+mod tls;
+
+pub use tls::{PgTarget, TargetError, target};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
-};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The stream of a dedicated connection: TLS or plain, as `sslmode` decided.
+pub type PgStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
 use crate::web::ReadinessCheck;
 
@@ -71,7 +78,7 @@ impl DbError {
 pub enum PoolSetupError {
     /// `DATABASE_URL` does not parse.
     #[error("invalid DATABASE_URL: {0}")]
-    Url(#[source] PgError),
+    Url(#[from] TargetError),
     /// The pool rejected its settings.
     #[error("database pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
@@ -80,11 +87,10 @@ pub enum PoolSetupError {
 /// Builds a pool; connections are opened lazily, so this succeeds while the
 /// database is down, and `/readyz` reports it.
 pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, PoolSetupError> {
-    let config =
-        tokio_postgres::Config::from_str(url.expose_secret()).map_err(PoolSetupError::Url)?;
+    let PgTarget { config, tls } = target(url.expose_secret())?;
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -129,7 +135,8 @@ pub async fn migrate(
     const LOCK_KEY: i64 = 0x5348_4f50_4d49_4752; // "SHOPMIGR"
     let fail = |e: &dyn std::fmt::Display| MigrationError(e.to_string());
 
-    let mut conn = AsyncPgConnection::establish(url.expose_secret())
+    let (client, connection) = connect(url).await.map_err(|e| fail(&e))?;
+    let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
         .await
         .map_err(|e| fail(&e))?;
     conn.batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
@@ -160,6 +167,26 @@ pub async fn migrate(
         tracing::info!(?applied, "database migrations applied");
     }
     Ok(applied)
+}
+
+/// A dedicated connection (not from the pool), for `LISTEN` and migrations;
+/// drive the returned `Connection` (spawn it or poll its messages).
+pub async fn connect(
+    url: &SecretString,
+) -> Result<(Client, Connection<Socket, PgStream>), ConnectError> {
+    let PgTarget { config, tls } = target(url.expose_secret())?;
+    Ok(config.connect(tls).await?)
+}
+
+/// A dedicated connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is wrong.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The server could not be reached or refused us.
+    #[error(transparent)]
+    Connect(#[from] PgError),
 }
 
 /// A connection from the pool, with the pool's error as a [`DbError`].
