@@ -45,6 +45,8 @@ impl Lifecycle {
         {
             tracing::warn!("background tasks did not finish in time; aborting them");
             tasks.abort_all();
+        } else {
+            tracing::info!("background tasks finished; stopped");
         }
     }
 

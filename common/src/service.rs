@@ -126,6 +126,15 @@ impl RunningHandle {
         self.lifecycle.stop(self.grace).await;
     }
 
+    /// Abrupt stop without waiting (usable in `Drop`): background tasks are
+    /// aborted and the server is told to stop at once.
+    pub fn abort(&self) {
+        self.lifecycle.kill();
+        // The stop command is sent when `stop` is called; awaiting only
+        // waits for its completion.
+        drop(self.server.stop(false));
+    }
+
     /// Abrupt stop, as a crash: tasks are aborted mid-work.
     pub async fn kill(&self) {
         self.lifecycle.kill();

@@ -255,3 +255,14 @@ impl Drop for TestBroker {
         .join();
     }
 }
+
+/// Aborts a service instance when dropped. Declare it after the
+/// [`TestBroker`] and [`TestDatabase`] it uses, so it drops first and no
+/// consumer re-declares queues that are being deleted.
+pub struct AbortOnDrop(pub crate::service::RunningHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -72,6 +72,8 @@ pub struct Stack {
     catalog_db: TestDatabase,
     orders_db: TestDatabase,
     _auth_db: TestDatabase,
+    /// Extra instances and replaced ones, stopped with the stack.
+    extra: std::sync::Mutex<Vec<RunningHandle>>,
 }
 
 fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -> ServiceConfig {
@@ -194,6 +196,7 @@ impl Stack {
             catalog_db,
             orders_db,
             _auth_db: auth_db,
+            extra: std::sync::Mutex::default(),
         }
     }
 
@@ -256,7 +259,12 @@ impl Stack {
         let mut config = self.order_config.clone();
         config.service.http_addr = "127.0.0.1:0".into();
         config.service.run_consumers = consumes;
-        start_order(config).await.handle
+        let handle = start_order(config).await.handle;
+        self.extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle.clone());
+        handle
     }
 
     /// Another catalog-svc instance (a worker replica) on a free port.
@@ -264,7 +272,12 @@ impl Stack {
         let mut config = self.catalog_config.clone();
         config.service.http_addr = "127.0.0.1:0".into();
         config.service.run_consumers = consumes;
-        start_catalog(config).await.handle
+        let handle = start_catalog(config).await.handle;
+        self.extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle.clone());
+        handle
     }
 
     /// Registers a user and logs in.
@@ -519,6 +532,19 @@ impl Stack {
             assert!(status.success(), "closing {pid} failed");
         }
         ours.len()
+    }
+}
+
+impl Drop for Stack {
+    /// Stops every instance before the fields (broker prefix, databases) are
+    /// cleaned up, so no consumer re-declares the queues being deleted.
+    fn drop(&mut self) {
+        for instance in [&self.auth, &self.catalog, &self.order] {
+            instance.handle.abort();
+        }
+        for handle in self.extra.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            handle.abort();
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use auth_svc::AuthConfig;
 use auth_svc::config::AuthSettings;
 use common::auth::{SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig};
-use common::testing::{TestBroker, TestDatabase};
+use common::testing::{AbortOnDrop, TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
 
@@ -13,6 +13,8 @@ pub const AUDIENCE: &str = "shop";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
+    /// First, so the service stops before its database and queues go.
+    _running: AbortOnDrop,
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
@@ -89,8 +91,10 @@ async fn spawn_with(db: TestDatabase, broker: TestBroker, config: AuthConfig) ->
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let running = AbortOnDrop(app.handle());
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        _running: running,
         address,
         client: reqwest::Client::new(),
         db,

@@ -160,6 +160,7 @@ async fn replicas_without_a_key_file_share_one_stored_key() {
         .await
         .expect("second replica");
     let second_url = format!("http://127.0.0.1:{}", second.port());
+    let _second = common::testing::AbortOnDrop(second.handle());
     tokio::spawn(second.run_until_stopped());
     let response = first
         .client

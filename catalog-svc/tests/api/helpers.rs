@@ -3,7 +3,7 @@ use std::time::Duration;
 use catalog_svc::CatalogConfig;
 use common::auth::{Role, SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig, VerifierConfig};
-use common::testing::{TestBroker, TestDatabase};
+use common::testing::{AbortOnDrop, TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -12,6 +12,8 @@ pub const ISSUER: &str = "shop-auth";
 pub const AUDIENCE: &str = "shop";
 
 pub struct TestApp {
+    /// First, so the service stops before its database and queues go.
+    _running: AbortOnDrop,
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
@@ -68,9 +70,11 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let running = AbortOnDrop(app.handle());
     tokio::spawn(app.run_until_stopped());
     let issuer = TokenIssuer::new(key, [], ISSUER, AUDIENCE, Duration::from_secs(900));
     TestApp {
+        _running: running,
         address,
         client: reqwest::Client::new(),
         db,

@@ -17,6 +17,7 @@ async fn a_token_from_auth_svc_creates_a_product() {
         .await
         .expect("auth-svc builds");
     let auth_url = format!("http://127.0.0.1:{}", auth.port());
+    let _auth = common::testing::AbortOnDrop(auth.handle());
     tokio::spawn(auth.run_until_stopped());
 
     let catalog_db = TestDatabase::create().await;
@@ -28,6 +29,7 @@ async fn a_token_from_auth_svc_creates_a_product() {
         .await
         .expect("catalog builds");
     let catalog_url = format!("http://127.0.0.1:{}", catalog.port());
+    let _catalog = common::testing::AbortOnDrop(catalog.handle());
     tokio::spawn(catalog.run_until_stopped());
 
     let client = reqwest::Client::new();
