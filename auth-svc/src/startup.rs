@@ -1,14 +1,9 @@
 //! Building and running the auth-svc application.
 
-use std::net::TcpListener;
-use std::time::Duration;
-
-use actix_web::{HttpServer, web};
-use anyhow::Context as _;
+use actix_web::web;
 use common::auth::{TokenIssuer, TokenVerifier};
 use common::db::PgPool;
 use common::service::{Running, RunningHandle, ServiceRuntime};
-use common::web::base_app;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use crate::config::AuthConfig;
@@ -30,10 +25,7 @@ pub struct AppState {
 }
 
 /// A bound, running auth-svc (serving once awaited).
-pub struct Application {
-    port: u16,
-    running: Running,
-}
+pub struct Application(Running);
 
 impl Application {
     /// Migrates the database, loads the signing key, starts the outbox relay
@@ -54,42 +46,27 @@ impl Application {
             bcrypt_cost: config.auth.bcrypt_cost,
             dummy_hash,
         });
-        let metrics = web::Data::new(runtime.metrics.clone());
-        let readiness = web::Data::new(runtime.readiness.clone());
-
-        let listener = TcpListener::bind(&config.service.http_addr)
-            .with_context(|| format!("binding {}", config.service.http_addr))?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            base_app(metrics.clone(), readiness.clone())
-                .app_data(state.clone())
+        let running = runtime.serve("auth-svc", &config.service, move |cfg| {
+            cfg.app_data(state.clone())
                 .app_data(verifier.clone())
-                .configure(routes::configure)
-                .route("/openapi.json", web::get().to(openapi::openapi_json))
-        })
-        .listen(listener)?
-        .shutdown_timeout(config.service.shutdown_timeout_secs)
-        .run();
-        tracing::info!(addr = %config.service.http_addr, port, "auth-svc listening");
-        let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
-        Ok(Self {
-            port,
-            running: Running::new(server, runtime.lifecycle, grace),
-        })
+                .route("/openapi.json", web::get().to(openapi::openapi_json));
+            routes::configure(cfg);
+        })?;
+        Ok(Self(running))
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// A handle to stop this instance.
     pub fn handle(&self) -> RunningHandle {
-        self.running.handle()
+        self.0.handle()
     }
 
     /// Serves until SIGTERM/SIGINT, then drains requests and background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.running.run().await
+        self.0.run().await
     }
 }

@@ -2,9 +2,12 @@
 //! readiness checks, and running/stopping the HTTP server together with the
 //! background tasks.
 
+use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::{HttpServer, web};
+use anyhow::Context as _;
 use secrecy::SecretString;
 
 use crate::config::ServiceConfig;
@@ -12,7 +15,7 @@ use crate::db::{self, PgPool};
 use crate::lifecycle::Lifecycle;
 use crate::messaging::outbox::RelaySettings;
 use crate::messaging::{Broker, MessagingMetrics, OutboxRelay, Topology};
-use crate::web::{HttpMetrics, Readiness};
+use crate::web::{HttpMetrics, Readiness, base_app};
 
 /// The shared runtime pieces of a service instance.
 pub struct ServiceRuntime {
@@ -75,21 +78,53 @@ impl ServiceRuntime {
     }
 }
 
+impl ServiceRuntime {
+    /// Binds `HTTP_ADDR` (port 0: any free port) and starts the HTTP server:
+    /// the base app (request context, problem+json errors, extractor limits,
+    /// health, readiness, metrics) plus whatever `configure` adds, paired
+    /// with the background tasks for a graceful stop.
+    pub fn serve<F>(
+        self,
+        service: &'static str,
+        config: &ServiceConfig,
+        configure: F,
+    ) -> anyhow::Result<Running>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let metrics = web::Data::new(self.metrics);
+        let readiness = web::Data::new(self.readiness);
+        let listener = TcpListener::bind(&config.http_addr)
+            .with_context(|| format!("binding {}", config.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            base_app(metrics.clone(), readiness.clone()).configure(configure.clone())
+        })
+        .listen(listener)?
+        .shutdown_timeout(config.shutdown_timeout_secs)
+        .run();
+        tracing::info!(service, addr = %config.http_addr, port, "listening");
+        Ok(Running {
+            server,
+            lifecycle: self.lifecycle,
+            grace: Duration::from_secs(config.shutdown_timeout_secs),
+            port,
+        })
+    }
+}
+
 /// A running HTTP server and its background tasks.
 pub struct Running {
     server: Server,
     lifecycle: Lifecycle,
     grace: Duration,
+    port: u16,
 }
 
 impl Running {
-    /// Pairs the server with the tasks to stop after it.
-    pub fn new(server: Server, lifecycle: Lifecycle, grace: Duration) -> Self {
-        Self {
-            server,
-            lifecycle,
-            grace,
-        }
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// A handle to stop or kill this instance from elsewhere (tests).

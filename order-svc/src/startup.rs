@@ -1,16 +1,13 @@
 //! Building and running the order-svc application.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::{HttpServer, web};
-use anyhow::Context as _;
+use actix_web::web;
 use common::auth::TokenVerifier;
 use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
 use common::messaging::topology::ORDER_STOCK_EVENTS;
 use common::service::{Running, RunningHandle, ServiceRuntime};
-use common::web::base_app;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use crate::catalog::CatalogClient;
@@ -24,14 +21,12 @@ use crate::{openapi, routes};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../diesel-migrations/orders");
 
 /// A bound, running order-svc (serving once awaited).
-pub struct Application {
-    port: u16,
-    running: Running,
-}
+pub struct Application(Running);
 
 impl Application {
-    /// Migrates, starts the outbox relay, the saga consumer and the deadline
-    /// sweeper, and binds the listener (port 0: any free port).
+    /// Migrates, starts the outbox relay and (unless `RUN_CONSUMERS=false`)
+    /// the saga consumer and the deadline sweeper, and binds the listener
+    /// (port 0: any free port).
     pub async fn build(config: OrderConfig) -> anyhow::Result<Self> {
         let runtime = ServiceRuntime::start("order-svc", &config.service, MIGRATIONS).await?;
         let verifier = web::Data::new(
@@ -44,7 +39,6 @@ impl Application {
             catalog,
             config.order_timeout(),
         ));
-
         let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
         if config.service.run_consumers {
             let consumer = Consumer::new(
@@ -65,42 +59,27 @@ impl Application {
                 runtime.lifecycle.token(),
             ));
         }
-
-        let metrics = web::Data::new(runtime.metrics.clone());
-        let readiness = web::Data::new(runtime.readiness.clone());
-        let listener = TcpListener::bind(&config.service.http_addr)
-            .with_context(|| format!("binding {}", config.service.http_addr))?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            base_app(metrics.clone(), readiness.clone())
-                .app_data(orders.clone())
+        let running = runtime.serve("order-svc", &config.service, move |cfg| {
+            cfg.app_data(orders.clone())
                 .app_data(verifier.clone())
-                .configure(routes::configure)
-                .route("/openapi.json", web::get().to(openapi::openapi_json))
-        })
-        .listen(listener)?
-        .shutdown_timeout(config.service.shutdown_timeout_secs)
-        .run();
-        tracing::info!(addr = %config.service.http_addr, port, "order-svc listening");
-        let grace = Duration::from_secs(config.service.shutdown_timeout_secs);
-        Ok(Self {
-            port,
-            running: Running::new(server, runtime.lifecycle, grace),
-        })
+                .route("/openapi.json", web::get().to(openapi::openapi_json));
+            routes::configure(cfg);
+        })?;
+        Ok(Self(running))
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// A handle to stop this instance.
     pub fn handle(&self) -> RunningHandle {
-        self.running.handle()
+        self.0.handle()
     }
 
     /// Serves until SIGTERM/SIGINT, then drains requests and background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.running.run().await
+        self.0.run().await
     }
 }
