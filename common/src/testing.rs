@@ -266,3 +266,47 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// Asserts a problem+json response with `status` (also in the body) and
+/// returns the body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        content_type.starts_with(crate::web::PROBLEM_JSON),
+        "content type was {content_type}"
+    );
+    let body: serde_json::Value = response.json().await.expect("json body");
+    assert_eq!(body["status"], status);
+    body
+}
+
+/// A metric of a service's `/metrics`, summed over the series whose labels
+/// include `labels` (0 when there is none).
+pub async fn metric(
+    client: &reqwest::Client,
+    base_url: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let text = client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -227,24 +227,7 @@ impl Stack {
     /// A counter or gauge of a service's `/metrics` (summed over matching
     /// series; 0 when absent).
     pub async fn metric(&self, base_url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self
-            .http
-            .get(format!("{base_url}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| {
-                l.starts_with(name)
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        common::testing::metric(&self.http, base_url, name, labels).await
     }
 
     /// Starts order-svc again on the same port and database.

@@ -1,20 +1,10 @@
 //! order-svc's REST contract (DESIGN.md §3), with the real catalog-svc
 //! behind it.
 
+use common::testing::assert_problem;
 use e2e::{Stack, StackOptions, User};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .expect("ascii")
-            .starts_with("application/problem+json")
-    );
-    response.json().await.expect("json")
-}
 
 async fn setup() -> (Stack, User, Uuid) {
     let stack = Stack::start(StackOptions::default()).await;
@@ -62,7 +52,7 @@ async fn an_idempotency_key_replays_the_first_order_and_creates_nothing() {
         again.json::<Value>().await.expect("json")["id"],
         first["id"]
     );
-    problem(stack.place(&buyer, &[(mug, 2)], Some("key-1")).await, 422).await;
+    assert_problem(stack.place(&buyer, &[(mug, 2)], Some("key-1")).await, 422).await;
     // The key is per user: another user's same key is a new order.
     let other = stack.user("other").await;
     assert_eq!(
@@ -80,7 +70,7 @@ async fn an_idempotency_key_replays_the_first_order_and_creates_nothing() {
         .expect("count")
         .get(0);
     assert_eq!(count, 2);
-    problem(stack.place(&buyer, &[(mug, 1)], Some("bad key")).await, 400).await;
+    assert_problem(stack.place(&buyer, &[(mug, 1)], Some("bad key")).await, 400).await;
 }
 
 #[tokio::test]
@@ -109,7 +99,7 @@ async fn unknown_products_are_422_naming_them_and_bad_input_is_400() {
     let (stack, _, mug) = setup().await;
     let buyer = stack.user("buyer").await;
     let ghost = Uuid::new_v4();
-    let body = problem(
+    let body = assert_problem(
         stack.place(&buyer, &[(mug, 1), (ghost, 1)], None).await,
         422,
     )
@@ -122,10 +112,10 @@ async fn unknown_products_are_422_naming_them_and_bad_input_is_400() {
     );
     assert!(body["errors"]["items[1].product_id"].is_array());
 
-    let body = problem(stack.place(&buyer, &[(mug, 0)], None).await, 400).await;
+    let body = assert_problem(stack.place(&buyer, &[(mug, 0)], None).await, 400).await;
     assert!(body["errors"]["items[0].quantity"].is_array());
-    problem(stack.place(&buyer, &[], None).await, 400).await;
-    problem(stack.place(&buyer, &[(mug, 1), (mug, 2)], None).await, 400).await;
+    assert_problem(stack.place(&buyer, &[], None).await, 400).await;
+    assert_problem(stack.place(&buyer, &[(mug, 1), (mug, 2)], None).await, 400).await;
     let raw = stack
         .http
         .post(format!("{}/orders", stack.order.url))
@@ -134,7 +124,7 @@ async fn unknown_products_are_422_naming_them_and_bad_input_is_400() {
         .send()
         .await
         .expect("request");
-    problem(raw, 400).await;
+    assert_problem(raw, 400).await;
     let anonymous = stack
         .http
         .post(format!("{}/orders", stack.order.url))
@@ -142,7 +132,7 @@ async fn unknown_products_are_422_naming_them_and_bad_input_is_400() {
         .send()
         .await
         .expect("request");
-    problem(anonymous, 401).await;
+    assert_problem(anonymous, 401).await;
 }
 
 #[tokio::test]
@@ -162,8 +152,8 @@ async fn users_see_only_their_own_orders_newest_first() {
         .send()
         .await
         .expect("request");
-    problem(response, 404).await;
-    problem(stack.cancel(&alice, bobs).await, 404).await;
+    assert_problem(response, 404).await;
+    assert_problem(stack.cancel(&alice, bobs).await, 404).await;
 
     let page: Value = stack
         .http
@@ -210,7 +200,7 @@ async fn cancelling_a_final_order_is_409() {
     let buyer = stack.user("buyer").await;
     let order = stack.place_ok(&buyer, &[(mug, 1)]).await;
     assert_eq!(stack.final_status(order).await, "CONFIRMED");
-    let body = problem(stack.cancel(&buyer, order).await, 409).await;
+    let body = assert_problem(stack.cancel(&buyer, order).await, 409).await;
     assert_eq!(body["order_status"], "CONFIRMED");
 }
 
@@ -221,7 +211,7 @@ async fn catalog_down_is_503_with_retry_after() {
     stack.stop_catalog().await;
     let response = stack.place(&buyer, &[(mug, 1)], None).await;
     assert!(response.headers().contains_key("retry-after"));
-    problem(response, 503).await;
+    assert_problem(response, 503).await;
     let count: i64 = stack
         .orders_sql()
         .await
@@ -232,7 +222,7 @@ async fn catalog_down_is_503_with_retry_after() {
     assert_eq!(count, 0, "nothing was created");
     // Repeated failures open the breaker; it then answers at once.
     for _ in 0..6 {
-        problem(stack.place(&buyer, &[(mug, 1)], None).await, 503).await;
+        assert_problem(stack.place(&buyer, &[(mug, 1)], None).await, 503).await;
     }
     let state = stack
         .metric(

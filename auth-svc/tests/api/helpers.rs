@@ -4,6 +4,7 @@ use auth_svc::AuthConfig;
 use auth_svc::config::AuthSettings;
 use common::auth::{SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig};
+pub use common::testing::assert_problem;
 use common::testing::{AbortOnDrop, TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -170,20 +171,4 @@ impl TestApp {
             .await
             .expect("sql");
     }
-}
-
-/// Asserts a problem+json response with the given status and returns its body.
-pub async fn assert_problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "content type was {content_type}"
-    );
-    let body: Value = response.json().await.expect("json body");
-    assert_eq!(body["status"], status);
-    body
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use catalog_svc::CatalogConfig;
 use common::auth::{Role, SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig, VerifierConfig};
+pub use common::testing::assert_problem;
 use common::testing::{AbortOnDrop, TestBroker, TestDatabase};
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -162,21 +163,6 @@ impl TestApp {
     }
 }
 
-pub async fn assert_problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "content type was {content_type}"
-    );
-    let body: Value = response.json().await.expect("json body");
-    assert_eq!(body["status"], status);
-    body
-}
-
 impl TestApp {
     /// A direct connection to the service's database, for assertions.
     pub async fn sql(&self) -> common::db::PooledClient {
@@ -238,23 +224,6 @@ impl TestApp {
 
     /// The value of a counter in `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| {
-                l.starts_with(name)
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        common::testing::metric(&self.client, &self.address, name, labels).await
     }
 }
