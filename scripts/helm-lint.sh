@@ -18,7 +18,7 @@ declare -A VARIANTS=(
   [all-toggles]="--set ingress.enabled=true --set ingress.className=nginx \
     --set ingress.tls[0].secretName=shop-tls --set ingress.tls[0].hosts[0]=shop.example.com \
     --set networkPolicy.enabled=true --set monitoring.serviceMonitor.enabled=true \
-    --set monitoring.prometheusRule.enabled=true --set monitoring.prometheusRule.rabbitmqQueueMetrics=true \
+    --set monitoring.prometheusRule.enabled=true \
     --set monitoring.dashboard.enabled=true"
   [existing-secrets]="--set postgres.existingSecret=shop-db --set rabbitmq.existingSecret=shop-mq \
     --set jwt.existingSecret=shop-jwt --set services.auth.autoscaling.enabled=false \

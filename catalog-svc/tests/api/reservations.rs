@@ -243,6 +243,17 @@ async fn poison_messages_are_dead_lettered_and_the_queue_keeps_flowing() {
     })
     .await;
     assert_eq!(app.metric("events_dead_lettered_total", &[]).await, 2.0);
+    // The depth operators alert on, read from the broker periodically.
+    eventually("the DLQ depth exported", WAIT, || async {
+        let depth = app
+            .metric(
+                "dead_letter_queue_depth",
+                &[("queue", "catalog.order-events")],
+            )
+            .await;
+        (depth == 2.0).then_some(())
+    })
+    .await;
     assert_eq!(app.stock(widget).await, 9);
 }
 

@@ -22,6 +22,7 @@ use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::task::JoinSet;
@@ -170,12 +171,16 @@ impl<H: Handler> Consumer<H> {
             .await?;
         let mut in_flight = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(15));
         loop {
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                self.prune_inbox().await;
-                last_prune = Some(Instant::now());
-            }
             tokio::select! {
+                _ = housekeeping.tick() => {
+                    self.report_dead_letters(&connection).await;
+                    if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        self.prune_inbox().await;
+                        last_prune = Some(Instant::now());
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
                     // Finish what is in flight; anything unacked is requeued
@@ -324,6 +329,30 @@ impl<H: Handler> Consumer<H> {
             .consumed
             .with_label_values(&[self.queue, kind, outcome])
             .inc();
+    }
+
+    /// Exports how many messages wait in this queue's dead-letter queue. A
+    /// channel of its own: a failed passive declare closes its channel.
+    async fn report_dead_letters(&self, connection: &Connection) {
+        let dlq = self.broker.topology().dead_letter_queue(self.queue);
+        let Ok(channel) = connection.create_channel().await else {
+            return;
+        };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if let Ok(queue) = channel
+            .queue_declare(dlq.into(), passive, FieldTable::default())
+            .await
+        {
+            let depth = i64::from(queue.message_count());
+            self.metrics
+                .dead_letter_depth
+                .with_label_values(&[self.queue])
+                .set(depth);
+        }
+        let _ = channel.close(200, "dead-letter depth read".into()).await;
     }
 
     async fn prune_inbox(&self) {

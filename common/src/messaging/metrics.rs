@@ -1,9 +1,9 @@
 //! Prometheus metrics of the messaging layer.
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-/// Events published, consumed (by outcome) and dead-lettered, and the
-/// outbox backlog.
+/// Events published, consumed (by outcome) and dead-lettered, the outbox
+/// backlog, and the depth of the dead-letter queues.
 #[derive(Clone)]
 pub struct MessagingMetrics {
     pub(crate) published: IntCounterVec,
@@ -11,6 +11,7 @@ pub struct MessagingMetrics {
     pub(crate) dead_lettered: IntCounterVec,
     pub(crate) outbox_backlog: IntGauge,
     pub(crate) outbox_oldest_age: Gauge,
+    pub(crate) dead_letter_depth: IntGaugeVec,
 }
 
 impl MessagingMetrics {
@@ -45,17 +46,26 @@ impl MessagingMetrics {
             "outbox_oldest_age_seconds",
             "Age of the oldest unpublished outbox event (0 when none)",
         )?;
+        let dead_letter_depth = IntGaugeVec::new(
+            Opts::new(
+                "dead_letter_queue_depth",
+                "Messages waiting in a queue's dead-letter queue",
+            ),
+            &["queue"],
+        )?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(outbox_oldest_age.clone()))?;
+        registry.register(Box::new(dead_letter_depth.clone()))?;
         Ok(Self {
             published,
             consumed,
             dead_lettered,
             outbox_backlog,
             outbox_oldest_age,
+            dead_letter_depth,
         })
     }
 }
