@@ -2,6 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use common::auth::Role;
+use common::cli::ServiceCommand;
 
 use crate::config::AuthConfig;
 use crate::startup::{Application, MIGRATIONS};
@@ -9,10 +10,8 @@ use crate::startup::{Application, MIGRATIONS};
 /// What the binary was asked to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Migrate, then serve HTTP (the default).
-    Serve,
-    /// Apply pending migrations and exit (the Helm hook Job).
-    Migrate,
+    /// `serve` (the default) or `migrate`, as every service.
+    Service(ServiceCommand),
     /// Give a user the `admin` role, or take it back; effective at their next login.
     SetRole {
         /// Whose role changes.
@@ -28,10 +27,11 @@ const USAGE: &str =
 impl Command {
     /// Parses the arguments after the program name.
     pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        if let Ok(command) = ServiceCommand::parse("auth-svc", args) {
+            return Ok(Command::Service(command));
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Ok(match args.as_slice() {
-            [] | ["serve"] => Command::Serve,
-            ["migrate"] => Command::Migrate,
             ["grant-admin", user] => Command::SetRole {
                 username: user.to_string(),
                 role: Role::Admin,
@@ -47,15 +47,14 @@ impl Command {
     /// Runs the command to completion.
     pub async fn run(self, config: AuthConfig) -> anyhow::Result<()> {
         match self {
-            Command::Serve => {
+            Command::Service(ServiceCommand::Serve) => {
                 Application::build(config)
                     .await?
                     .run_until_stopped()
                     .await?
             }
-            Command::Migrate => {
-                let applied = common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
-                println!("applied {} migration(s)", applied.len());
+            Command::Service(ServiceCommand::Migrate) => {
+                common::cli::migrate(&config.service.database_url, MIGRATIONS).await?
             }
             Command::SetRole { username, role } => {
                 common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
@@ -84,8 +83,14 @@ mod tests {
 
     #[test]
     fn parses_every_command_and_rejects_the_rest() {
-        assert_eq!(parse(&[]).ok(), Some(Command::Serve));
-        assert_eq!(parse(&["migrate"]).ok(), Some(Command::Migrate));
+        assert_eq!(
+            parse(&[]).ok(),
+            Some(Command::Service(ServiceCommand::Serve))
+        );
+        assert_eq!(
+            parse(&["migrate"]).ok(),
+            Some(Command::Service(ServiceCommand::Migrate))
+        );
         assert_eq!(
             parse(&["grant-admin", "bob"]).ok(),
             Some(Command::SetRole {

@@ -31,6 +31,16 @@ impl ServiceCommand {
     }
 }
 
+/// `<service> migrate`: applies the pending migrations and says how many.
+pub async fn migrate(
+    database_url: &secrecy::SecretString,
+    migrations: diesel_migrations::EmbeddedMigrations,
+) -> Result<(), crate::db::MigrationError> {
+    let applied = crate::db::migrate(database_url, migrations).await?;
+    println!("applied {} migration(s)", applied.len());
+    Ok(())
+}
+
 /// Wrong arguments; the message is the usage line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -108,7 +108,8 @@ pub struct ServiceClient {
 struct Failure(String);
 
 impl ServiceClient {
-    /// A client for `upstream` at `base_url`; registers its breaker gauge.
+    /// A client for `upstream` at `base_url`; registers its breaker gauge
+    /// (one client per registry).
     pub fn new(
         upstream: &str,
         base_url: &str,
@@ -122,12 +123,7 @@ impl ServiceClient {
             ),
             &["upstream"],
         )?;
-        // Several clients may share a registry; reuse the family if present.
-        let gauges = match registry.register(Box::new(gauges.clone())) {
-            Ok(()) => gauges,
-            Err(prometheus::Error::AlreadyReg) => gauges,
-            Err(e) => return Err(e),
-        };
+        registry.register(Box::new(gauges.clone()))?;
         let gauge = gauges.with_label_values(&[upstream]);
         gauge.set(0);
         let reqwest = reqwest::Client::builder()

@@ -208,7 +208,6 @@ impl Stack {
     /// Aborts catalog-svc mid-work, as a crash would.
     pub async fn kill_catalog(&self) {
         self.catalog.handle.kill().await;
-        self.drop_service_connections("catalog-svc").await;
     }
 
     /// Starts catalog-svc again on the same port and database.
@@ -221,7 +220,6 @@ impl Stack {
     /// Aborts order-svc mid-work, as a crash would.
     pub async fn kill_order(&self) {
         self.order.handle.kill().await;
-        self.drop_service_connections("order-svc").await;
     }
 
     /// A counter or gauge of a service's `/metrics` (summed over matching
@@ -473,18 +471,7 @@ impl Stack {
     /// Closes every broker connection of this stack from the broker side,
     /// as a network drop or broker restart would. Returns how many.
     pub async fn drop_broker_connections(&self) -> usize {
-        self.drop_connections_matching(self.broker.prefix()).await
-    }
-
-    /// Closes the broker connections of one service (a killed process's
-    /// sockets die with it; an aborted task's do not, so this finishes the
-    /// simulated crash).
-    pub async fn drop_service_connections(&self, service: &str) -> usize {
-        self.drop_connections_matching(&format!("{}{service}/", self.broker.prefix()))
-            .await
-    }
-
-    async fn drop_connections_matching(&self, pattern: &str) -> usize {
+        let pattern = self.broker.prefix();
         let listing = tokio::process::Command::new("rabbitmqctl")
             .args(["-q", "list_connections", "pid", "client_properties"])
             .output()

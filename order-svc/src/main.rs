@@ -16,8 +16,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
         }
         ServiceCommand::Migrate => {
-            let applied = common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
-            println!("applied {} migration(s)", applied.len());
+            common::cli::migrate(&config.service.database_url, MIGRATIONS).await?
         }
     }
     Ok(())

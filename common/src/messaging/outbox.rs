@@ -45,12 +45,21 @@ pub async fn enqueue<T: Event>(
     // exact; our event types always serialise.
     let payload = serde_json::to_string(envelope).expect("events always serialise");
     let traceparent = crate::telemetry::current_traceparent();
+    // One round trip: the row and the wake-up (delivered at commit).
     tx.execute(
-        "INSERT INTO outbox (id, event_type, payload, traceparent) VALUES ($1, $2, $3::text::jsonb, $4)",
-        &[&envelope.id, &envelope.kind, &payload, &traceparent],
+        "WITH inserted AS ( \
+             INSERT INTO outbox (id, event_type, payload, traceparent) \
+             VALUES ($1, $2, $3::text::jsonb, $4) RETURNING id) \
+         SELECT pg_notify($5, '') FROM inserted",
+        &[
+            &envelope.id,
+            &envelope.kind,
+            &payload,
+            &traceparent,
+            &CHANNEL,
+        ],
     )
     .await?;
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
     Ok(())
 }
 
@@ -156,7 +165,8 @@ impl OutboxRelay {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let mut last_housekeeping: Option<Instant> = None;
+        let mut last_report: Option<Instant> = None;
+        let mut last_prune: Option<Instant> = None;
         loop {
             let full_batch = match self.publish_batch(&channel).await {
                 Ok(published) => published as i64 == self.settings.batch_size,
@@ -166,9 +176,13 @@ impl OutboxRelay {
                     false
                 }
             };
-            if last_housekeeping.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                self.housekeeping().await;
-                last_housekeeping = Some(Instant::now());
+            if last_report.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                self.report_backlog().await;
+                last_report = Some(Instant::now());
+            }
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                self.prune().await;
+                last_prune = Some(Instant::now());
             }
             if full_batch {
                 continue;
@@ -249,8 +263,8 @@ impl OutboxRelay {
         Ok(confirmed.len())
     }
 
-    /// Backlog metrics and pruning of old sent rows.
-    async fn housekeeping(&self) {
+    /// Backlog metrics: how many events wait, and for how long.
+    async fn report_backlog(&self) {
         let Ok(client) = self.pool.get().await else {
             return;
         };
@@ -265,6 +279,13 @@ impl OutboxRelay {
             self.metrics.outbox_backlog.set(row.get::<_, i64>(0));
             self.metrics.outbox_oldest_age.set(row.get::<_, f64>(1));
         }
+    }
+
+    /// Deletes sent rows older than the retention period.
+    async fn prune(&self) {
+        let Ok(client) = self.pool.get().await else {
+            return;
+        };
         let retention = self.settings.retention.as_secs_f64();
         if let Err(e) = client
             .execute(
