@@ -27,8 +27,8 @@ test: setup ## The whole test suite against real PostgreSQL and RabbitMQ
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-bench: setup ## Throughput and latency of catalog reads and of the order saga (release build)
-	$(CARGO) bench -p e2e --bench throughput
+bench: setup ## Shop against the PostgreSQL saga bound and reads against /healthz (release build; writes target/bench/report.md)
+	scripts/bench.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
