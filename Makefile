@@ -1,5 +1,5 @@
 # Shop — common tasks. `make run` and `make test` bring up PostgreSQL and
-# RabbitMQ first (installing them with apt when missing).
+# RabbitMQ and Redis first (installing them with apt when missing).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -14,13 +14,13 @@ SERVICES := auth-svc catalog-svc order-svc
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## Install (if missing) and start PostgreSQL and RabbitMQ; create the role and databases
+setup: ## Install (if missing) and start PostgreSQL, RabbitMQ and Redis; create the role and databases
 	scripts/dev-stack.sh
 
 run: setup ## Build, migrate and run every service locally (Ctrl-C stops them)
 	scripts/run-local.sh
 
-test: setup ## The whole test suite against real PostgreSQL and RabbitMQ
+test: setup ## The whole test suite against real PostgreSQL, RabbitMQ and Redis
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings up what Shop needs locally, idempotently: PostgreSQL and RabbitMQ
-# (installed with apt when missing, started when down), the `shop` role and
+# Brings up what Shop needs locally, idempotently: PostgreSQL, RabbitMQ and
+# Redis (installed with apt when missing, started when down), the `shop` role and
 # one database per service. Safe to run again and again; used by `make run`,
 # `make test` and CI.
 set -euo pipefail
@@ -87,6 +87,21 @@ ensure_rabbitmq() {
   log "RabbitMQ is running"
 }
 
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+ensure_redis() {
+  if ! command -v redis-server >/dev/null; then
+    apt_install redis-server
+  fi
+  if redis_up; then log "Redis is running"; return; fi
+  log "starting Redis"
+  # A cache only: nothing is kept on disk.
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  wait_for Redis 30 redis_up
+  log "Redis is running"
+}
+
 ensure_postgres
 ensure_databases
 ensure_rabbitmq
+ensure_redis

@@ -23,6 +23,6 @@ pub async fn register(
         username: record.username.clone(),
     };
     enqueue(&tx, &Envelope::new("auth-svc", correlation_id, None, event)).await?;
-    tx.commit().await.map_err(db::DbError::from)?;
+    common::messaging::commit(tx).await?;
     Ok(record)
 }

@@ -1,6 +1,7 @@
 //! catalog-svc: products with owners, optimistic locking over HTTP
 //! (`ETag`/`If-Match` or a body `version`), exact money and keyset pagination.
 
+pub mod cache;
 pub mod config;
 pub mod consumers;
 pub mod domain;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use common::pagination::{Cursor, split_page};
 
+use crate::cache::{CachedProduct, ProductCache};
 use crate::domain::{ExpectedVersion, ListQuery, Product, ProductInput};
 use crate::error::ApiError;
 use crate::repository::products as repo;
@@ -73,14 +74,25 @@ pub async fn create(
         },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    common::messaging::commit(tx).await?;
     Ok(product)
 }
 
-/// One product.
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Product, ApiError> {
+/// One product's JSON body and version: from the cache when it may serve
+/// it, else from PostgreSQL (and offered to the cache).
+pub async fn get(pool: &PgPool, cache: &ProductCache, id: Uuid) -> Result<CachedProduct, ApiError> {
+    if let Some(hit) = cache.get(id).await {
+        return Ok(hit);
+    }
     let client = db::client(pool).await?;
-    repo::find(&client, id).await?.ok_or(ApiError::NotFound)
+    let product = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
+    drop(client);
+    let body = serde_json::to_string(&product).map_err(|e| ApiError::Unexpected(e.into()))?;
+    cache.fill(id, product.version, &body).await;
+    Ok(CachedProduct {
+        version: product.version,
+        body,
+    })
 }
 
 /// A page of products matching the query.
@@ -94,6 +106,7 @@ pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page, ApiError> {
 /// Replaces a product's fields if `expected` is still its version.
 pub async fn update(
     pool: &PgPool,
+    cache: &ProductCache,
     caller: &AuthUser,
     id: Uuid,
     expected: ExpectedVersion,
@@ -107,6 +120,7 @@ pub async fn update(
     authorize(caller, &current)?;
     match repo::update(&tx, id, expected.version, input).await? {
         Some(updated) => {
+            cache.mark(&[(id, updated.version)]).await;
             announce(
                 &tx,
                 &updated,
@@ -115,7 +129,7 @@ pub async fn update(
                 },
             )
             .await?;
-            tx.commit().await.map_err(DbError::from)?;
+            common::messaging::commit(tx).await?;
             Ok(updated)
         }
         None => Err(stale_or_gone(&tx, id, expected).await?),
@@ -125,6 +139,7 @@ pub async fn update(
 /// Deletes a product; with a version, only if it is still current.
 pub async fn delete(
     pool: &PgPool,
+    cache: &ProductCache,
     caller: &AuthUser,
     id: Uuid,
     expected: Option<ExpectedVersion>,
@@ -134,6 +149,7 @@ pub async fn delete(
     let current = repo::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     authorize(caller, &current)?;
     if repo::delete(&tx, id, expected.map(|e| e.version)).await? {
+        cache.mark_deleted(id).await;
         announce(
             &tx,
             &current,
@@ -142,7 +158,7 @@ pub async fn delete(
             },
         )
         .await?;
-        tx.commit().await.map_err(DbError::from)?;
+        common::messaging::commit(tx).await?;
         return Ok(());
     }
     match expected {

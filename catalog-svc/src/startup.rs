@@ -1,15 +1,19 @@
 //! Building and running the catalog-svc application.
 
+use std::sync::Arc;
+
 use actix_web::web;
 use common::auth::TokenVerifier;
 use common::db::PgPool;
 use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
 use common::messaging::topology::CATALOG_ORDER_EVENTS;
+use common::redis::Redis;
 use common::service::{Running, RunningHandle, ServiceRuntime};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use prometheus::IntCounter;
 
+use crate::cache::ProductCache;
 use crate::config::CatalogConfig;
 use crate::consumers::OrderEventsHandler;
 use crate::{openapi, routes};
@@ -21,6 +25,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../diesel-migratio
 pub struct AppState {
     /// Connection pool of the catalog database.
     pub pool: PgPool,
+    /// The product read cache.
+    pub cache: Arc<ProductCache>,
 }
 
 /// A bound, running catalog-svc (serving once awaited).
@@ -43,12 +49,14 @@ impl Application {
             .metrics
             .registry()
             .register(Box::new(conflicts.clone()))?;
+        let redis = Redis::new(&config.redis, runtime.metrics.registry())?;
+        let cache = Arc::new(ProductCache::new(redis, runtime.metrics.registry())?);
         if config.service.run_consumers {
             let consumer = Consumer::new(
                 runtime.broker.clone(),
                 runtime.pool.clone(),
                 CATALOG_ORDER_EVENTS,
-                OrderEventsHandler::new(conflicts),
+                OrderEventsHandler::new(conflicts, cache.clone()),
                 runtime.messaging.clone(),
                 ConsumerSettings::default(),
             );
@@ -58,6 +66,7 @@ impl Application {
         }
         let state = web::Data::new(AppState {
             pool: runtime.pool.clone(),
+            cache,
         });
         let running = runtime.serve("catalog-svc", &config.service, move |cfg| {
             cfg.app_data(state.clone())

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod money;
 pub mod pagination;
+pub mod redis;
 pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]

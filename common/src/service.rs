@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
-use secrecy::SecretString;
 
 use crate::config::ServiceConfig;
 use crate::db::{self, PgPool};
@@ -31,7 +30,6 @@ pub struct ServiceRuntime {
     pub readiness: Readiness,
     /// Background tasks.
     pub lifecycle: Lifecycle,
-    database_url: SecretString,
 }
 
 impl ServiceRuntime {
@@ -62,11 +60,9 @@ impl ServiceRuntime {
             messaging,
             readiness,
             lifecycle: Lifecycle::new(),
-            database_url: config.database_url.clone(),
         };
         let relay = OutboxRelay::new(
             runtime.pool.clone(),
-            runtime.database_url.clone(),
             runtime.broker.clone(),
             runtime.messaging.clone(),
             RelaySettings::default(),

@@ -162,6 +162,7 @@ impl Stack {
             service: service_config(&catalog_db, &broker, options.catalog_consumes),
             jwt: jwt(),
             verifier: verifier.clone(),
+            redis: common::redis::RedisConfig::default(),
         };
         let catalog = start_catalog(catalog_config.clone()).await;
         let catalog_config = CatalogConfig {

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod openapi;
 pub mod orders;
+pub mod outcomes;
 pub mod repository;
 pub mod routes;
 pub mod saga;

@@ -16,6 +16,7 @@ use crate::domain::{
     IdempotencyKey, Order, OrderLine, OrderStatus, RequestedItem, RequestedItems, Transition,
 };
 use crate::error::ApiError;
+use crate::outcomes::Outcomes;
 use crate::repository::orders::{self, IDEMPOTENCY_UNIQUE, NewOrder};
 use crate::saga::{self, PRODUCER};
 
@@ -40,6 +41,7 @@ pub struct Orders {
     pool: PgPool,
     catalog: CatalogClient,
     timeout: Duration,
+    outcomes: Outcomes,
 }
 
 fn requested(order: &Order) -> RequestedItems {
@@ -67,12 +69,19 @@ fn replay(existing: Order, items: &RequestedItems) -> Result<Placed, ApiError> {
 
 impl Orders {
     /// Use cases over `pool`, snapshotting from `catalog`, with orders
-    /// given up on after `timeout`.
-    pub fn new(pool: PgPool, catalog: CatalogClient, timeout: Duration) -> Self {
+    /// given up on after `timeout`; `outcomes` wakes requests that wait for
+    /// an order to become final.
+    pub fn new(
+        pool: PgPool,
+        catalog: CatalogClient,
+        timeout: Duration,
+        outcomes: Outcomes,
+    ) -> Self {
         Self {
             pool,
             catalog,
             timeout,
+            outcomes,
         }
     }
 
@@ -170,7 +179,7 @@ impl Orders {
             &Envelope::new(PRODUCER, order.id.to_string(), None, event),
         )
         .await?;
-        tx.commit().await.map_err(DbError::from)?;
+        common::messaging::commit(tx).await?;
         tracing::info!(order_id = %order.id, total = %order.total, "order placed");
         Ok(Placed::Created(order))
     }
@@ -181,6 +190,25 @@ impl Orders {
         orders::find_for_user(&client, id, caller.id)
             .await?
             .ok_or(ApiError::NotFound)
+    }
+
+    /// One of the caller's orders, answered once it is final or when `wait`
+    /// has passed, whichever comes first (`Prefer: wait`). Two reads, none
+    /// while waiting: the waiter is registered before the first read, so an
+    /// outcome decided in between still wakes it.
+    pub async fn get_when_final(
+        &self,
+        caller: &AuthUser,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<Order, ApiError> {
+        let waiter = self.outcomes.register(id);
+        let order = self.get(caller, id).await?;
+        if order.status.is_final() {
+            return Ok(order);
+        }
+        waiter.wait(wait).await;
+        self.get(caller, id).await
     }
 
     /// The caller's orders, newest first.
@@ -212,7 +240,7 @@ impl Orders {
         let order = orders::find_for_user(&tx, id, caller.id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        tx.commit().await.map_err(DbError::from)?;
+        common::messaging::commit(tx).await?;
         Ok(order)
     }
 }

@@ -14,6 +14,7 @@ use crate::catalog::CatalogClient;
 use crate::config::OrderConfig;
 use crate::consumers::StockEventsHandler;
 use crate::orders::Orders;
+use crate::outcomes::{self, Outcomes};
 use crate::sweeper::{self, OrderMetrics};
 use crate::{openapi, routes};
 
@@ -34,10 +35,17 @@ impl Application {
                 .map_err(anyhow::Error::msg)?,
         );
         let catalog = CatalogClient::new(&config.orders.catalog_url, runtime.metrics.registry())?;
+        let outcomes = Outcomes::default();
+        runtime.lifecycle.spawn(outcomes::run(
+            runtime.broker.clone(),
+            outcomes.clone(),
+            runtime.lifecycle.token(),
+        ));
         let orders = web::Data::new(Orders::new(
             runtime.pool.clone(),
             catalog,
             config.order_timeout(),
+            outcomes,
         ));
         let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
         if config.service.run_consumers {

@@ -60,7 +60,7 @@ pub async fn sweep_once(pool: &PgPool) -> Result<usize, SagaError> {
             saga::apply(&tx, &order, Transition::Cancel, Some("timeout"), None).await?;
         }
     }
-    tx.commit().await.map_err(DbError::from)?;
+    common::messaging::commit(tx).await?;
     Ok(expired.len())
 }
 

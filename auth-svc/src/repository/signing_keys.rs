@@ -1,12 +1,12 @@
 //! The `signing_keys` table: keys shared by every replica when no key file
 //! is configured.
 
-use common::db::{DbError, GenericClient};
+use common::db::{Cached as _, DbError, GenericClient};
 
 /// All stored keys as `(kid, PKCS#8 PEM)`, newest first.
 pub async fn all(client: &impl GenericClient) -> Result<Vec<(String, String)>, DbError> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT kid, private_key_pem FROM signing_keys ORDER BY created_at DESC, kid",
             &[],
         )
@@ -19,7 +19,7 @@ pub async fn all(client: &impl GenericClient) -> Result<Vec<(String, String)>, D
 /// Serialises key creation between replicas for the rest of the transaction.
 pub async fn lock(client: &impl GenericClient) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_cached(
             "SELECT pg_advisory_xact_lock(hashtext('shop.signing_keys'))",
             &[],
         )
@@ -30,7 +30,7 @@ pub async fn lock(client: &impl GenericClient) -> Result<(), DbError> {
 /// Stores a key.
 pub async fn insert(client: &impl GenericClient, kid: &str, pem: &str) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO signing_keys (kid, private_key_pem) VALUES ($1, $2) ON CONFLICT (kid) DO NOTHING",
             &[&kid, &pem],
         )

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::auth::Role;
-use common::db::{DbError, GenericClient};
+use common::db::{Cached as _, DbError, GenericClient};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ pub async fn insert(
         "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(
+        .query_one_cached(
             &sql,
             &[
                 &Uuid::now_v7(),
@@ -85,7 +85,7 @@ pub async fn find_by_login(
         "SELECT {COLUMNS} FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
     );
     client
-        .query_opt(&sql, &[&login])
+        .query_opt_cached(&sql, &[&login])
         .await?
         .map(TryInto::try_into)
         .transpose()
@@ -98,7 +98,7 @@ pub async fn find_by_id(
 ) -> Result<Option<UserRecord>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     client
-        .query_opt(&sql, &[&id])
+        .query_opt_cached(&sql, &[&id])
         .await?
         .map(TryInto::try_into)
         .transpose()
@@ -111,7 +111,7 @@ pub async fn set_role(
     role: Role,
 ) -> Result<bool, DbError> {
     let updated = client
-        .execute(
+        .execute_cached(
             "UPDATE users SET role = $2, updated_at = now() WHERE lower(username) = lower($1)",
             &[&username, &role.as_str()],
         )

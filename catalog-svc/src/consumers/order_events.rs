@@ -3,6 +3,7 @@
 //! transaction, after the inbox record, so each message applies once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::messaging::consumer::{HandlerError, Transaction};
 use common::messaging::events::{
@@ -13,6 +14,7 @@ use common::messaging::{Envelope, Event, Handler, enqueue};
 use prometheus::IntCounter;
 use uuid::Uuid;
 
+use crate::cache::ProductCache;
 use crate::repository::products;
 use crate::repository::reservations::{self, State};
 
@@ -22,14 +24,17 @@ const PRODUCER: &str = "catalog-svc";
 pub struct OrderEventsHandler {
     conflicts: IntCounter,
     max_conflict_retries: u32,
+    cache: Arc<ProductCache>,
 }
 
 impl OrderEventsHandler {
-    /// A handler counting version conflicts in `conflicts`.
-    pub fn new(conflicts: IntCounter) -> Self {
+    /// A handler counting version conflicts in `conflicts`, keeping `cache`
+    /// coherent with the stock it changes.
+    pub fn new(conflicts: IntCounter, cache: Arc<ProductCache>) -> Self {
         Self {
             conflicts,
             max_conflict_retries: 20,
+            cache,
         }
     }
 }
@@ -90,7 +95,7 @@ impl OrderEventsHandler {
         tx: &Transaction<'_>,
         product_id: Uuid,
         delta: i32,
-    ) -> Result<Result<(), Shortfall>, HandlerError> {
+    ) -> Result<Result<(Uuid, i64), Shortfall>, HandlerError> {
         for _ in 0..self.max_conflict_retries {
             let Some((stock, version)) = products::stock_and_version(tx, product_id).await? else {
                 return Ok(Err(Shortfall::Unknown));
@@ -99,7 +104,7 @@ impl OrderEventsHandler {
                 return Ok(Err(Shortfall::Insufficient));
             }
             if products::change_stock(tx, product_id, version, delta).await? {
-                return Ok(Ok(()));
+                return Ok(Ok((product_id, version + 1)));
             }
             self.conflicts.inc();
         }
@@ -123,24 +128,34 @@ impl OrderEventsHandler {
             return Ok(());
         }
         tx.batch_execute("SAVEPOINT reserve").await?;
+        let mut written = Vec::with_capacity(items.len());
         for item in &items {
-            if let Err(shortfall) = self
+            let change = self
                 .change_stock(tx, item.product_id, -item.quantity)
-                .await?
-            {
-                // All or nothing: undo what this order took so far.
-                tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
-                reservations::set_state(tx, order_id, State::Rejected).await?;
-                let reply = StockRejected {
-                    order_id,
-                    product_id: item.product_id,
-                    reason: shortfall.reason().into(),
-                };
-                tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
-                return Ok(enqueue(tx, &reply_to(envelope, order_id, reply)).await?);
-            }
+                .await?;
+            let shortfall = match change {
+                Ok(write) => {
+                    written.push(write);
+                    continue;
+                }
+                Err(shortfall) => shortfall,
+            };
+            // All or nothing: undo what this order took so far (nothing of
+            // it is marked in the cache yet).
+            tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
+            reservations::set_state(tx, order_id, State::Rejected).await?;
+            let reply = StockRejected {
+                order_id,
+                product_id: item.product_id,
+                reason: shortfall.reason().into(),
+            };
+            tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
+            return Ok(enqueue(tx, &reply_to(envelope, order_id, reply)).await?);
         }
         reservations::insert_items(tx, order_id, &items).await?;
+        // Last, with the rows still locked: cached copies stop being served
+        // before the new stock commits.
+        self.cache.mark(&written).await;
         tracing::info!(%order_id, items = items.len(), "stock reserved");
         Ok(enqueue(
             tx,
@@ -165,14 +180,19 @@ impl OrderEventsHandler {
             return Ok(());
         }
         let items = reservations::items(tx, order_id).await?;
+        let mut written = Vec::with_capacity(items.len());
         for item in &items {
             // Giving back cannot fall short; a deleted product has nowhere
             // to take the units back to.
-            let _ = self
+            if let Ok(write) = self
                 .change_stock(tx, item.product_id, item.quantity)
-                .await?;
+                .await?
+            {
+                written.push(write);
+            }
         }
         reservations::set_state(tx, order_id, State::Released).await?;
+        self.cache.mark(&written).await;
         tracing::info!(%order_id, reason = %event.reason, "stock released");
         Ok(enqueue(
             tx,

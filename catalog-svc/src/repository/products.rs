@@ -1,7 +1,7 @@
 //! The `products` table. Every write is conditional on the version the
 //! caller read, and bumps it.
 
-use common::db::{DbError, GenericClient};
+use common::db::{Cached as _, DbError, GenericClient};
 use common::money::Money;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -39,7 +39,7 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(
+        .query_one_cached(
             &sql,
             &[
                 &Uuid::now_v7(),
@@ -58,7 +58,7 @@ pub async fn insert(
 pub async fn find(client: &impl GenericClient, id: Uuid) -> Result<Option<Product>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
     client
-        .query_opt(&sql, &[&id])
+        .query_opt_cached(&sql, &[&id])
         .await?
         .as_ref()
         .map(product)
@@ -85,7 +85,7 @@ pub async fn list(client: &impl GenericClient, query: &ListQuery) -> Result<Vec<
          ORDER BY id LIMIT $5"
     );
     let rows = client
-        .query(
+        .query_cached(
             &sql,
             &[
                 &query.after,
@@ -113,7 +113,7 @@ pub async fn update(
          WHERE id = $1 AND version = $2 RETURNING {COLUMNS}"
     );
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &sql,
             &[
                 &id,
@@ -136,7 +136,7 @@ pub async fn delete(
     expected_version: Option<i64>,
 ) -> Result<bool, DbError> {
     let deleted = client
-        .execute(
+        .execute_cached(
             "DELETE FROM products WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
             &[&id, &expected_version],
         )
@@ -144,13 +144,20 @@ pub async fn delete(
     Ok(deleted == 1)
 }
 
-/// Stock and version of a product, for a version-checked stock change.
+/// Stock and version of a product, for a version-checked stock change,
+/// locking the row for the rest of the transaction: concurrent handlers of
+/// a hot product then queue for the row instead of each losing version
+/// races and re-reading (callers lock products in id order, so this cannot
+/// deadlock).
 pub async fn stock_and_version(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<(i32, i64)>, DbError> {
     let row = client
-        .query_opt("SELECT stock, version FROM products WHERE id = $1", &[&id])
+        .query_opt_cached(
+            "SELECT stock, version FROM products WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
@@ -164,7 +171,7 @@ pub async fn change_stock(
     delta: i32,
 ) -> Result<bool, DbError> {
     let changed = client
-        .execute(
+        .execute_cached(
             "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = now() \
              WHERE id = $1 AND version = $2 AND stock + $3 >= 0",
             &[&id, &version, &delta],

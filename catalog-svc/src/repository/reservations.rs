@@ -1,6 +1,6 @@
 //! The `reservations` and `reservation_items` tables: what each order holds.
 
-use common::db::{DbError, GenericClient};
+use common::db::{Cached as _, DbError, GenericClient};
 use common::messaging::events::ItemQuantity;
 use uuid::Uuid;
 
@@ -47,7 +47,7 @@ pub async fn create(
     state: State,
 ) -> Result<bool, DbError> {
     let created = client
-        .execute(
+        .execute_cached(
             "INSERT INTO reservations (order_id, state) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING",
             &[&order_id, &state.as_str()],
         )
@@ -58,7 +58,7 @@ pub async fn create(
 /// The order's state, locking its row for the rest of the transaction.
 pub async fn lock(client: &impl GenericClient, order_id: Uuid) -> Result<Option<State>, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT state FROM reservations WHERE order_id = $1 FOR UPDATE",
             &[&order_id],
         )
@@ -73,7 +73,7 @@ pub async fn set_state(
     state: State,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_cached(
             "UPDATE reservations SET state = $2, updated_at = now() WHERE order_id = $1",
             &[&order_id, &state.as_str()],
         )
@@ -81,20 +81,21 @@ pub async fn set_state(
     Ok(())
 }
 
-/// Records what the order holds.
+/// Records what the order holds (one statement for all lines).
 pub async fn insert_items(
     client: &impl GenericClient,
     order_id: Uuid,
     items: &[ItemQuantity],
 ) -> Result<(), DbError> {
-    for item in items {
-        client
-            .execute(
-                "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-                &[&order_id, &item.product_id, &item.quantity],
-            )
-            .await?;
-    }
+    let products: Vec<Uuid> = items.iter().map(|i| i.product_id).collect();
+    let quantities: Vec<i32> = items.iter().map(|i| i.quantity).collect();
+    client
+        .execute_cached(
+            "INSERT INTO reservation_items (order_id, product_id, quantity) \
+             SELECT $1, * FROM unnest($2::uuid[], $3::int4[])",
+            &[&order_id, &products, &quantities],
+        )
+        .await?;
     Ok(())
 }
 
@@ -104,7 +105,7 @@ pub async fn items(
     order_id: Uuid,
 ) -> Result<Vec<ItemQuantity>, DbError> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 ORDER BY product_id",
             &[&order_id],
         )

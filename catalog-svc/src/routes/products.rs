@@ -103,7 +103,7 @@ pub async fn get(
     id: web::Path<Uuid>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let product = products::get(&state.pool, id.into_inner()).await?;
+    let product = products::get(&state.pool, &state.cache, id.into_inner()).await?;
     let tag = etag(product.version);
     let unchanged = req
         .headers()
@@ -115,7 +115,10 @@ pub async fn get(
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    Ok(with_etag(HttpResponse::Ok(), &product))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .insert_header(header::ContentType::json())
+        .body(product.body))
 }
 
 /// Replaces a product's fields, if the given version is still current.
@@ -147,7 +150,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let input = ProductInput::parse(&body)?;
     let expected = ExpectedVersion::from_request(if_match(req.headers())?, body.version.as_ref())?;
-    let product = products::update(&state.pool, &caller, id.into_inner(), expected, &input).await?;
+    let product = products::update(&state.pool, &state.cache, &caller, id.into_inner(), expected, &input).await?;
     tracing::info!(product_id = %product.id, version = product.version, "product updated");
     Ok(with_etag(HttpResponse::Ok(), &product))
 }
@@ -178,7 +181,7 @@ pub async fn delete(
         .map(|h| ExpectedVersion::from_request(Some(h), None))
         .transpose()?;
     let id = id.into_inner();
-    products::delete(&state.pool, &caller, id, expected).await?;
+    products::delete(&state.pool, &state.cache, &caller, id, expected).await?;
     tracing::info!(product_id = %id, "product deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -52,6 +52,7 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             jwt_audience: AUDIENCE.into(),
         },
         verifier,
+        redis: common::redis::RedisConfig::default(),
     }
 }
 

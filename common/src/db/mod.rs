@@ -6,7 +6,10 @@
 //! session-level advisory lock serialises replicas that start together.
 //! Every connection honours `sslmode` as libpq does ([`tls`]).
 
+mod cached;
 mod tls;
+
+pub use cached::{Cached, Params};
 
 pub use tls::{PgTarget, TargetError, target};
 

@@ -31,7 +31,7 @@ use tracing::Instrument as _;
 
 use super::broker::{BoxError, RunResult, backoff};
 use super::{Broker, Envelope, MessagingMetrics};
-use crate::db::{DbError, PgPool};
+use crate::db::{Cached as _, DbError, PgPool};
 use crate::telemetry::TraceContext;
 
 pub use deadpool_postgres::Transaction;
@@ -292,7 +292,7 @@ impl<H: Handler> Consumer<H> {
         let mut client = self.pool.get().await.map_err(DbError::from)?;
         let tx = client.transaction().await?;
         let recorded = tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO inbox (message_id, event_type) VALUES ($1, $2) ON CONFLICT (message_id) DO NOTHING",
                 &[&envelope.id, &envelope.kind],
             )
@@ -301,7 +301,7 @@ impl<H: Handler> Consumer<H> {
             return Ok(Outcome::Duplicate);
         }
         self.handler.handle(&tx, envelope).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Outcome::Processed)
     }
 
@@ -361,7 +361,7 @@ impl<H: Handler> Consumer<H> {
         };
         let retention = self.settings.inbox_retention.as_secs_f64();
         if let Err(e) = client
-            .execute(
+            .execute_cached(
                 "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)",
                 &[&retention],
             )

@@ -21,5 +21,5 @@ pub use broker::{Broker, BrokerStatus};
 pub use consumer::{Consumer, Handler, HandlerError};
 pub use events::{Envelope, Event};
 pub use metrics::MessagingMetrics;
-pub use outbox::{OutboxRelay, enqueue};
+pub use outbox::{OutboxRelay, commit, enqueue};
 pub use topology::Topology;

@@ -8,35 +8,34 @@
 //! crash between confirm and commit republishes a row: delivery is
 //! at-least-once and consumers deduplicate by message id.
 //!
-//! The relay wakes on `NOTIFY shop_outbox` (sent by `enqueue`, delivered at
-//! commit) and polls as a fallback; sent rows are pruned after a retention
-//! period.
+//! Whoever commits outbox rows wakes the relays of its process with
+//! [`commit`] (or [`wake_relays`]); a relay also polls, which covers rows of
+//! a replica that died between commit and publish. No `NOTIFY` is sent: it
+//! would take PostgreSQL's cluster-wide notification lock in every business
+//! commit. Sent rows are pruned after a retention period.
 //!
 //! The table (each service's migrations create it):
 //! `outbox (id uuid PK, event_type text, payload jsonb, traceparent text,
 //! created_at timestamptz, published_at timestamptz)`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
+use deadpool_postgres::Transaction;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
-use secrecy::SecretString;
-use tokio::sync::Notify;
-use tokio_postgres::AsyncMessage;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::broker::{BoxError, RunResult, backoff};
+use super::broker::{BoxError, RunResult};
 use super::{Broker, Envelope, Event, MessagingMetrics};
-use crate::db::{DbError, GenericClient, PgPool};
+use crate::db::{Cached as _, DbError, GenericClient, PgPool};
 
-const CHANNEL: &str = "shop_outbox";
-
-/// Writes `envelope` to the outbox within the caller's transaction.
+/// Writes `envelope` to the outbox within the caller's transaction; commit
+/// it with [`commit`] so that the relay publishes at once.
 pub async fn enqueue<T: Event>(
     tx: &impl GenericClient,
     envelope: &Envelope<T>,
@@ -45,21 +44,29 @@ pub async fn enqueue<T: Event>(
     // exact; our event types always serialise.
     let payload = serde_json::to_string(envelope).expect("events always serialise");
     let traceparent = crate::telemetry::current_traceparent();
-    // One round trip: the row and the wake-up (delivered at commit).
-    tx.execute(
-        "WITH inserted AS ( \
-             INSERT INTO outbox (id, event_type, payload, traceparent) \
-             VALUES ($1, $2, $3::text::jsonb, $4) RETURNING id) \
-         SELECT pg_notify($5, '') FROM inserted",
-        &[
-            &envelope.id,
-            &envelope.kind,
-            &payload,
-            &traceparent,
-            &CHANNEL,
-        ],
+    tx.execute_cached(
+        "INSERT INTO outbox (id, event_type, payload, traceparent) VALUES ($1, $2, $3::text::jsonb, $4)",
+        &[&envelope.id, &envelope.kind, &payload, &traceparent],
     )
     .await?;
+    Ok(())
+}
+
+/// Wake-ups of this process's relays: a counter each relay watches. A
+/// relay busy when it moves sees the change as soon as it looks again, so
+/// no wake-up is lost; in a process running several services (tests) every
+/// relay wakes and finds out for itself whether it has work.
+static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// Tells this process's relays that outbox rows were committed.
+pub fn wake_relays() {
+    WAKE.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Commits a transaction that wrote outbox rows and wakes the relays.
+pub async fn commit(tx: Transaction<'_>) -> Result<(), DbError> {
+    tx.commit().await?;
+    wake_relays();
     Ok(())
 }
 
@@ -87,7 +94,6 @@ impl Default for RelaySettings {
 /// Publishes outbox rows to the broker.
 pub struct OutboxRelay {
     pool: PgPool,
-    database_url: SecretString,
     broker: Broker,
     metrics: MessagingMetrics,
     settings: RelaySettings,
@@ -120,14 +126,12 @@ impl OutboxRelay {
     /// A relay over `pool` (the service's database) publishing via `broker`.
     pub fn new(
         pool: PgPool,
-        database_url: SecretString,
         broker: Broker,
         metrics: MessagingMetrics,
         settings: RelaySettings,
     ) -> Self {
         Self {
             pool,
-            database_url,
             broker,
             metrics,
             settings,
@@ -136,31 +140,22 @@ impl OutboxRelay {
 
     /// Runs until `shutdown`, then publishes what is left once more and stops.
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(
-            self.database_url.clone(),
-            wake.clone(),
-            shutdown.clone(),
-        ));
         let relay = Arc::new(self);
         relay
             .broker
             .clone()
             .supervise("outbox-relay", shutdown.clone(), |connection| {
-                relay
-                    .clone()
-                    .publish_loop(connection, wake.clone(), shutdown.clone())
+                relay.clone().publish_loop(connection, shutdown.clone())
             })
             .await;
-        listener.abort();
     }
 
     async fn publish_loop(
         self: Arc<Self>,
         connection: Connection,
-        wake: Arc<Notify>,
         shutdown: CancellationToken,
     ) -> RunResult {
+        let mut wake = WAKE.subscribe();
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -195,7 +190,7 @@ impl OutboxRelay {
                         _ => Ok(()),
                     };
                 }
-                _ = wake.notified() => {}
+                _ = wake.changed() => {}
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
             }
         }
@@ -206,7 +201,7 @@ impl OutboxRelay {
         let mut client = self.pool.get().await.map_err(DbError::from)?;
         let tx = client.transaction().await?;
         let rows = tx
-            .query(
+            .query_cached(
                 "SELECT id, event_type, payload::text, traceparent FROM outbox \
                  WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 &[&self.settings.batch_size],
@@ -248,7 +243,7 @@ impl OutboxRelay {
                 Confirmation::Nack(_) => refused += 1,
             }
         }
-        tx.execute(
+        tx.execute_cached(
             "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
             &[&confirmed],
         )
@@ -269,7 +264,7 @@ impl OutboxRelay {
             return;
         };
         let backlog = client
-            .query_one(
+            .query_one_cached(
                 "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
                  FROM outbox WHERE published_at IS NULL",
                 &[],
@@ -288,7 +283,7 @@ impl OutboxRelay {
         };
         let retention = self.settings.retention.as_secs_f64();
         if let Err(e) = client
-            .execute(
+            .execute_cached(
                 "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
                 &[&retention],
             )
@@ -315,47 +310,4 @@ fn properties(id: Uuid, event_type: &str, traceparent: Option<String>) -> BasicP
         .with_type(event_type.into())
         .with_timestamp(chrono::Utc::now().timestamp() as u64)
         .with_headers(headers)
-}
-
-/// Keeps a `LISTEN shop_outbox` connection open and turns notifications into
-/// wake-ups; reconnects when it drops (polling covers the gap).
-async fn listen(database_url: SecretString, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut failures = 0;
-    while !shutdown.is_cancelled() {
-        match crate::db::connect(&database_url).await {
-            Ok((client, mut connection)) => {
-                let notify = wake.clone();
-                let mut messages =
-                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                let driver = tokio::spawn(async move {
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(_)) => notify.notify_one(),
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
-                if client
-                    .batch_execute(&format!("LISTEN {CHANNEL}"))
-                    .await
-                    .is_ok()
-                {
-                    failures = 0;
-                    // A notification may have been missed while connecting.
-                    wake.notify_one();
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = driver => {}
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "outbox LISTEN connection failed"),
-        }
-        failures += 1;
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(backoff(failures)) => {}
-        }
-    }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use common::db::{DbError, GenericClient};
+use common::db::{Cached as _, DbError, GenericClient};
 use common::money::Money;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ async fn with_items(client: &impl GenericClient, rows: &[Row]) -> Result<Vec<Ord
         .map(|r| r.try_get("id"))
         .collect::<Result<_, _>>()?;
     let lines = client
-        .query(
+        .query_cached(
             "SELECT order_id, product_id, name, unit_price_cents, quantity FROM order_items \
              WHERE order_id = ANY($1) ORDER BY order_id, position",
             &[&ids],
@@ -99,7 +99,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<O
          VALUES ($1, $2, 'PENDING', $3, $4, $5) RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(
+        .query_one_cached(
             &sql,
             &[
                 &new.id,
@@ -112,7 +112,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<O
         .await?;
     for (position, line) in new.items.iter().enumerate() {
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO order_items (order_id, position, product_id, name, unit_price_cents, quantity) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 &[&new.id, &(position as i32), &line.product_id, &line.name, &line.unit_price.cents(), &line.quantity],
@@ -129,7 +129,7 @@ pub async fn find_for_user(
     user_id: Uuid,
 ) -> Result<Option<Order>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1 AND user_id = $2");
-    let row = client.query_opt(&sql, &[&id, &user_id]).await?;
+    let row = client.query_opt_cached(&sql, &[&id, &user_id]).await?;
     one(client, row).await
 }
 
@@ -140,7 +140,7 @@ pub async fn find_by_key(
     key: &str,
 ) -> Result<Option<Order>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2");
-    let row = client.query_opt(&sql, &[&user_id, &key]).await?;
+    let row = client.query_opt_cached(&sql, &[&user_id, &key]).await?;
     one(client, row).await
 }
 
@@ -155,7 +155,7 @@ pub async fn list_for_user(
         "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     );
     let rows = client
-        .query(&sql, &[&user_id, &before, &(limit + 1)])
+        .query_cached(&sql, &[&user_id, &before, &(limit + 1)])
         .await?;
     with_items(client, &rows).await
 }
@@ -163,7 +163,7 @@ pub async fn list_for_user(
 /// Locks an order for a transition and returns it.
 pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE");
-    let row = client.query_opt(&sql, &[&id]).await?;
+    let row = client.query_opt_cached(&sql, &[&id]).await?;
     one(client, row).await
 }
 
@@ -177,7 +177,7 @@ pub async fn transition(
     reason: Option<&str>,
 ) -> Result<bool, DbError> {
     let changed = client
-        .execute(
+        .execute_cached(
             "UPDATE orders SET status = $3, reason = $4, version = version + 1, updated_at = now() \
              WHERE id = $1 AND version = $2 AND status = 'PENDING'",
             &[&id, &version, &to.as_str(), &reason],
@@ -192,7 +192,7 @@ pub async fn lock_expired(
     limit: i64,
 ) -> Result<Vec<(Uuid, i64)>, DbError> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT id, version FROM orders WHERE status = 'PENDING' AND deadline <= now() \
              ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&limit],
@@ -208,14 +208,14 @@ pub async fn status_counts(
     client: &impl GenericClient,
 ) -> Result<(Vec<(String, i64)>, f64), DbError> {
     let rows = client
-        .query("SELECT status, count(*) FROM orders GROUP BY status", &[])
+        .query_cached("SELECT status, count(*) FROM orders GROUP BY status", &[])
         .await?;
     let counts = rows
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, DbError>>()?;
     let oldest = client
-        .query_one(
+        .query_one_cached(
             "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM orders WHERE status = 'PENDING'",
             &[],
         )

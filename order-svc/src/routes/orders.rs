@@ -1,5 +1,7 @@
 //! `/orders` handlers. Everything needs a token; a user sees only their own.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::auth::AuthUser;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use crate::domain::{IdempotencyKey, Order, OrderRequest, RequestedItems};
 use crate::error::ApiError;
 use crate::orders::{Orders, Placed};
+use crate::outcomes::MAX_WAIT;
 
 /// A page of the caller's orders.
 #[derive(Serialize, ToSchema)]
@@ -110,10 +113,33 @@ pub async fn list(
     }))
 }
 
-/// One of the caller's orders.
+/// The wait a client asked for with `Prefer: wait=N` (RFC 7240), capped at
+/// [`MAX_WAIT`]; `None` when it asked for none or the value is not a
+/// number of seconds (a preference not understood is ignored).
+fn preferred_wait(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|pref| {
+            let (name, value) = pref.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        .next()
+        .map(|secs| secs.min(MAX_WAIT.as_secs()))
+}
+
+/// One of the caller's orders. With `Prefer: wait=N` (N ≤ 30 seconds) the
+/// answer comes as soon as the order is final, or with its current state
+/// when the wait ends.
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders",
-    params(("id" = Uuid, Path, description = "Order id")),
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: answer once the order is final or after N seconds (at most 30), instead of at once; `Preference-Applied` echoes the wait used"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order", body = Order),
@@ -125,8 +151,21 @@ pub async fn get(
     orders: web::Data<Orders>,
     caller: AuthUser,
     id: web::Path<Uuid>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(orders.get(&caller, id.into_inner()).await?))
+    let id = id.into_inner();
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::VARY, "Prefer"));
+    let order = match preferred_wait(&req) {
+        Some(secs) => {
+            response.insert_header(("Preference-Applied", format!("wait={secs}")));
+            orders
+                .get_when_final(&caller, id, Duration::from_secs(secs))
+                .await?
+        }
+        None => orders.get(&caller, id).await?,
+    };
+    Ok(response.json(order))
 }
 
 /// Cancels a PENDING order; whatever stock it holds is released.
