@@ -1,4 +1,4 @@
-# Shop — common tasks. `make run` and `make test` bring up PostgreSQL and
+# Shop — common tasks. `make run` and `make test` bring up PostgreSQL,
 # RabbitMQ and Redis first (installing them with apt when missing).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help

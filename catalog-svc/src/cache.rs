@@ -30,7 +30,7 @@ use redis::Script;
 use uuid::Uuid;
 
 /// How long an entry lives without being filled again.
-pub const TTL: Duration = Duration::from_secs(600);
+pub const TTL: Duration = Duration::from_secs(60);
 /// How long a writer's claim holds when the writer never fills it.
 pub const LEASE: Duration = Duration::from_secs(30);
 /// A claim that never lapses while its entry lives: a deleted product's.
@@ -122,8 +122,7 @@ impl ProductCache {
     /// The cached body of product `id`, when it may be served.
     pub async fn get(&self, id: Uuid) -> Option<CachedProduct> {
         let invocation = self.get.key(key(id));
-        let entry: Option<Option<(i64, String)>> =
-            self.redis.run("product_get", &invocation).await;
+        let entry: Option<Option<(i64, String)>> = self.redis.run("product_get", &invocation).await;
         let hit = entry
             .flatten()
             .map(|(version, body)| CachedProduct { version, body });
@@ -169,5 +168,4 @@ impl ProductCache {
         }
         let _: Option<i64> = self.redis.run("product_mark", &invocation).await;
     }
-
 }

@@ -197,3 +197,75 @@ async fn concurrent_buyers_of_the_last_units_never_oversell() {
     stack.assert_invariant(&[(mug, 3)]).await;
     stack.assert_agreement(mug).await;
 }
+
+/// `GET /orders/{id}` with `Prefer: wait=N`: the answer and the wait it used.
+async fn get_waiting(
+    stack: &Stack,
+    buyer: &e2e::User,
+    order: uuid::Uuid,
+    prefer: &str,
+) -> (String, String) {
+    let response = stack
+        .http
+        .get(format!("{}/orders/{order}", stack.order.url))
+        .bearer_auth(&buyer.token)
+        .header("Prefer", prefer)
+        .send()
+        .await
+        .expect("get order");
+    assert_eq!(response.status(), 200);
+    let applied = response
+        .headers()
+        .get("preference-applied")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body: Value = response.json().await.expect("json");
+    (
+        body["status"].as_str().unwrap_or_default().to_string(),
+        applied,
+    )
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_when_the_order_is_final_or_when_the_wait_ends() {
+    let stack = Stack::start(StackOptions {
+        catalog_consumes: false,
+        ..StackOptions::default()
+    })
+    .await;
+    let (seller, buyer) = (stack.user("seller").await, stack.user("buyer").await);
+    let mug = stack.product(&seller, "Mug", 10).await;
+    let order = stack.place_ok(&buyer, &[(mug, 1)]).await;
+
+    // Nothing decides the order: the wait ends and the current state comes back.
+    let started = std::time::Instant::now();
+    let (status, applied) = get_waiting(&stack, &buyer, order, "wait=1").await;
+    assert_eq!((status.as_str(), applied.as_str()), ("PENDING", "wait=1"));
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
+
+    // A waiter is woken by the outcome, decided while it waits.
+    let waiting = get_waiting(&stack, &buyer, order, "respond-async, wait=25");
+    let consumer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stack.extra_catalog_instance(true).await
+    };
+    let started = std::time::Instant::now();
+    let ((status, applied), _catalog) = tokio::join!(waiting, consumer);
+    assert_eq!(
+        (status.as_str(), applied.as_str()),
+        ("CONFIRMED", "wait=25")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "woken, not timed out"
+    );
+
+    // Final already: at once. Longer waits are capped at 30 s.
+    let (status, applied) = get_waiting(&stack, &buyer, order, "wait=600").await;
+    assert_eq!(
+        (status.as_str(), applied.as_str()),
+        ("CONFIRMED", "wait=30")
+    );
+    stack.assert_invariant(&[(mug, 10)]).await;
+}

@@ -374,7 +374,11 @@ async fn open(
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
         tokio::time::sleep_until((started + every * n as u32).into()).await;
-        let (target, token, product) = (target.clone(), token.to_string(), products[n % products.len()]);
+        let (target, token, product) = (
+            target.clone(),
+            token.to_string(),
+            products[n % products.len()],
+        );
         tasks.push(tokio::spawn(async move {
             target.order(&token, product, options.wait).await
         }));

@@ -153,7 +153,11 @@ async fn listen(
             FieldTable::default(),
         )
         .await?;
-    for key in [OrderConfirmed::TYPE, OrderRejected::TYPE, OrderCancelled::TYPE] {
+    for key in [
+        OrderConfirmed::TYPE,
+        OrderRejected::TYPE,
+        OrderCancelled::TYPE,
+    ] {
         channel
             .queue_bind(
                 queue.name().clone(),

@@ -150,7 +150,15 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let input = ProductInput::parse(&body)?;
     let expected = ExpectedVersion::from_request(if_match(req.headers())?, body.version.as_ref())?;
-    let product = products::update(&state.pool, &state.cache, &caller, id.into_inner(), expected, &input).await?;
+    let product = products::update(
+        &state.pool,
+        &state.cache,
+        &caller,
+        id.into_inner(),
+        expected,
+        &input,
+    )
+    .await?;
     tracing::info!(product_id = %product.id, version = product.version, "product updated");
     Ok(with_etag(HttpResponse::Ok(), &product))
 }

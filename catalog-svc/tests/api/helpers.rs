@@ -58,6 +58,11 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
 
 /// catalog-svc trusting a public key file whose private half the test holds.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_redis(common::redis::RedisConfig::default()).await
+}
+
+/// catalog-svc caching products in the Redis at `redis`.
+pub async fn spawn_app_with_redis(redis: common::redis::RedisConfig) -> TestApp {
     common::telemetry::init_for_tests();
     let key = SigningKey::generate();
     let key_file = std::env::temp_dir().join(format!("catalog-test-{}.pub.pem", Uuid::new_v4()));
@@ -68,7 +73,11 @@ pub async fn spawn_app() -> TestApp {
         jwks_url: "http://127.0.0.1:9/unused".into(),
         jwt_public_key_file: Some(key_file.clone()),
     };
-    let app = catalog_svc::Application::build(config(&db, &broker, verifier))
+    let config = CatalogConfig {
+        redis,
+        ..config(&db, &broker, verifier)
+    };
+    let app = catalog_svc::Application::build(config)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());

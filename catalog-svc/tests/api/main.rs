@@ -1,6 +1,7 @@
 //! Integration tests: the real catalog-svc on port 0 against a fresh,
 //! migrated PostgreSQL database per test.
 
+mod cache;
 mod concurrency;
 mod helpers;
 mod listing;
