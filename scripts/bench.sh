@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=${CARGO_TARGET_DIR:-target}
-OUT=$TARGET/bench
+OUT=${BENCH_OUT:-$TARGET/bench}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.txt
 SECS=${BENCH_SECS:-20}
@@ -38,8 +38,12 @@ command -v pgbench >/dev/null || {
   $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib >/dev/null
 }
 
-log "building the release binaries"
-cargo build --release -q -p auth-svc -p catalog-svc -p order-svc -p loadgen
+# BENCH_BIN: measure binaries built elsewhere (say, an earlier commit's).
+BIN=${BENCH_BIN:-$TARGET/release}
+if [ -z "${BENCH_BIN:-}" ]; then
+  log "building the release binaries"
+  cargo build --release -q -p auth-svc -p catalog-svc -p order-svc -p loadgen
+fi
 
 # Superuser SQL, as dev-stack.sh does it.
 psql_admin() {
@@ -89,7 +93,7 @@ i=0
 for service in auth-svc catalog-svc order-svc; do
   db=(auth catalog orders)
   HTTP_ADDR=127.0.0.1:${PORTS[$i]} DATABASE_URL=postgres://shop:shop@127.0.0.1:5432/shop_bench_${db[$i]} \
-    "$TARGET/release/$service" serve >"$OUT/$service.log" 2>&1 &
+    "$BIN/$service" serve >"$OUT/$service.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 120); do
     curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null 2>&1 && break
@@ -120,7 +124,7 @@ loadgen() {
   local name=$1; shift
   psql_admin -d postgres -c checkpoint >/dev/null
   log "orders: $name ($*)"
-  "$TARGET/release/loadgen" "$@" | tee "$OUT/$name.json" >&2
+  "$BIN/loadgen" "$@" | tee "$OUT/$name.json" >&2
 }
 loadgen idle-wait idle --count 40 --wait
 loadgen closed-poll closed --clients 32 --secs "$SECS"

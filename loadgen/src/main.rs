@@ -416,7 +416,10 @@ async fn main() -> anyhow::Result<()> {
         ),
     });
     let token = target
-        .token(&format!("bench{}", Uuid::new_v4().simple()))
+        .token(&format!(
+            "bench{}",
+            &Uuid::new_v4().simple().to_string()[..20]
+        ))
         .await?;
     let (count, stock) = match phase.as_str() {
         "hot" => (1, 1_000_000),
