@@ -127,7 +127,12 @@ impl OrderEventsHandler {
             tracing::info!(%order_id, "order already handled or cancelled; not reserving");
             return Ok(());
         }
-        tx.batch_execute("SAVEPOINT reserve").await?;
+        // A savepoint only where there is something to undo: a shortfall on
+        // the first (or only) line leaves nothing taken.
+        let several = items.len() > 1;
+        if several {
+            tx.batch_execute("SAVEPOINT reserve").await?;
+        }
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             let change = self
@@ -142,7 +147,9 @@ impl OrderEventsHandler {
             };
             // All or nothing: undo what this order took so far (nothing of
             // it is marked in the cache yet).
-            tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
+            if several && !written.is_empty() {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
+            }
             reservations::set_state(tx, order_id, State::Rejected).await?;
             let reply = StockRejected {
                 order_id,

@@ -1,7 +1,5 @@
 //! The `orders` and `order_items` tables.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use common::db::{Cached as _, DbError, GenericClient};
 use common::money::Money;
@@ -15,6 +13,18 @@ pub const IDEMPOTENCY_UNIQUE: &str = "orders_idempotency_key";
 
 const COLUMNS: &str =
     "id, user_id, status, reason, total_cents, deadline, version, created_at, updated_at";
+
+/// Orders with their lines, in one statement: the lines come as parallel
+/// arrays in `position` order (`WHERE` and what follows are the caller's).
+const SELECT_WITH_LINES: &str = "\
+    SELECT o.id, o.user_id, o.status, o.reason, o.total_cents, o.deadline, o.version, \
+           o.created_at, o.updated_at, l.product_ids, l.names, l.prices, l.quantities \
+    FROM orders o CROSS JOIN LATERAL ( \
+        SELECT array_agg(product_id ORDER BY position) AS product_ids, \
+               array_agg(name ORDER BY position) AS names, \
+               array_agg(unit_price_cents ORDER BY position) AS prices, \
+               array_agg(quantity ORDER BY position) AS quantities \
+        FROM order_items WHERE order_id = o.id) l";
 
 /// An order to insert.
 pub struct NewOrder<'a> {
@@ -54,50 +64,58 @@ fn order(row: &Row, items: Vec<OrderLine>) -> Result<Order, DbError> {
     })
 }
 
-/// Attaches their lines to order rows (one query for all of them).
-async fn with_items(client: &impl GenericClient, rows: &[Row]) -> Result<Vec<Order>, DbError> {
-    let ids: Vec<Uuid> = rows
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
-    let lines = client
-        .query_cached(
-            "SELECT order_id, product_id, name, unit_price_cents, quantity FROM order_items \
-             WHERE order_id = ANY($1) ORDER BY order_id, position",
-            &[&ids],
-        )
-        .await?;
-    let mut by_order: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
-    for line in &lines {
-        by_order
-            .entry(line.try_get(0)?)
-            .or_default()
-            .push(OrderLine {
-                product_id: line.try_get(1)?,
-                name: line.try_get(2)?,
-                unit_price: money(line.try_get(3)?),
-                quantity: line.try_get(4)?,
-            });
-    }
-    rows.iter()
-        .zip(ids)
-        .map(|(row, id)| order(row, by_order.remove(&id).unwrap_or_default()))
-        .collect()
+/// An order from a [`SELECT_WITH_LINES`] row.
+fn with_lines(row: &Row) -> Result<Order, DbError> {
+    let product_ids: Option<Vec<Uuid>> = row.try_get("product_ids")?;
+    let names: Option<Vec<String>> = row.try_get("names")?;
+    let prices: Option<Vec<i64>> = row.try_get("prices")?;
+    let quantities: Option<Vec<i32>> = row.try_get("quantities")?;
+    let lines = product_ids
+        .unwrap_or_default()
+        .into_iter()
+        .zip(names.unwrap_or_default())
+        .zip(prices.unwrap_or_default())
+        .zip(quantities.unwrap_or_default())
+        .map(|(((product_id, name), price), quantity)| OrderLine {
+            product_id,
+            name,
+            unit_price: money(price),
+            quantity,
+        })
+        .collect();
+    order(row, lines)
 }
 
-async fn one(client: &impl GenericClient, row: Option<Row>) -> Result<Option<Order>, DbError> {
-    match row {
-        Some(row) => Ok(with_items(client, std::slice::from_ref(&row)).await?.pop()),
-        None => Ok(None),
-    }
+async fn select_one(
+    client: &impl GenericClient,
+    sql: &str,
+    params: common::db::Params<'_>,
+) -> Result<Option<Order>, DbError> {
+    client
+        .query_opt_cached(sql, params)
+        .await?
+        .as_ref()
+        .map(with_lines)
+        .transpose()
 }
 
-/// Inserts an order (PENDING) and its lines.
+/// Inserts an order (PENDING) and its lines, in one statement.
 pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<Order, DbError> {
     let sql = format!(
-        "INSERT INTO orders (id, user_id, status, total_cents, deadline, idempotency_key) \
-         VALUES ($1, $2, 'PENDING', $3, $4, $5) RETURNING {COLUMNS}"
+        "WITH o AS ( \
+             INSERT INTO orders (id, user_id, status, total_cents, deadline, idempotency_key) \
+             VALUES ($1, $2, 'PENDING', $3, $4, $5) RETURNING {COLUMNS}), \
+         l AS ( \
+             INSERT INTO order_items (order_id, position, product_id, name, unit_price_cents, quantity) \
+             SELECT $1, (n - 1)::int4, product_id, name, price, quantity \
+             FROM unnest($6::uuid[], $7::text[], $8::int8[], $9::int4[]) \
+                  WITH ORDINALITY AS t(product_id, name, price, quantity, n)) \
+         SELECT * FROM o"
     );
+    let product_ids: Vec<Uuid> = new.items.iter().map(|l| l.product_id).collect();
+    let names: Vec<&str> = new.items.iter().map(|l| l.name.as_str()).collect();
+    let prices: Vec<i64> = new.items.iter().map(|l| l.unit_price.cents()).collect();
+    let quantities: Vec<i32> = new.items.iter().map(|l| l.quantity).collect();
     let row = client
         .query_one_cached(
             &sql,
@@ -107,18 +125,13 @@ pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<O
                 &new.total.cents(),
                 &new.deadline,
                 &new.idempotency_key,
+                &product_ids,
+                &names,
+                &prices,
+                &quantities,
             ],
         )
         .await?;
-    for (position, line) in new.items.iter().enumerate() {
-        client
-            .execute_cached(
-                "INSERT INTO order_items (order_id, position, product_id, name, unit_price_cents, quantity) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&new.id, &(position as i32), &line.product_id, &line.name, &line.unit_price.cents(), &line.quantity],
-            )
-            .await?;
-    }
     order(&row, new.items.to_vec())
 }
 
@@ -128,9 +141,8 @@ pub async fn find_for_user(
     id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<Order>, DbError> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1 AND user_id = $2");
-    let row = client.query_opt_cached(&sql, &[&id, &user_id]).await?;
-    one(client, row).await
+    let sql = format!("{SELECT_WITH_LINES} WHERE o.id = $1 AND o.user_id = $2");
+    select_one(client, &sql, &[&id, &user_id]).await
 }
 
 /// The order a user placed with an idempotency key.
@@ -139,9 +151,8 @@ pub async fn find_by_key(
     user_id: Uuid,
     key: &str,
 ) -> Result<Option<Order>, DbError> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2");
-    let row = client.query_opt_cached(&sql, &[&user_id, &key]).await?;
-    one(client, row).await
+    let sql = format!("{SELECT_WITH_LINES} WHERE o.user_id = $1 AND o.idempotency_key = $2");
+    select_one(client, &sql, &[&user_id, &key]).await
 }
 
 /// A user's orders, newest first, up to `limit + 1` after the cursor.
@@ -152,19 +163,21 @@ pub async fn list_for_user(
     limit: i64,
 ) -> Result<Vec<Order>, DbError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        "{SELECT_WITH_LINES} WHERE o.user_id = $1 AND ($2::uuid IS NULL OR o.id < $2) \
+         ORDER BY o.id DESC LIMIT $3"
     );
-    let rows = client
+    client
         .query_cached(&sql, &[&user_id, &before, &(limit + 1)])
-        .await?;
-    with_items(client, &rows).await
+        .await?
+        .iter()
+        .map(with_lines)
+        .collect()
 }
 
 /// Locks an order for a transition and returns it.
 pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>, DbError> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE");
-    let row = client.query_opt_cached(&sql, &[&id]).await?;
-    one(client, row).await
+    let sql = format!("{SELECT_WITH_LINES} WHERE o.id = $1 FOR UPDATE OF o");
+    select_one(client, &sql, &[&id]).await
 }
 
 /// Moves a PENDING order at `version` to `to`; false when it is no longer
