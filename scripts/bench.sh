@@ -69,7 +69,7 @@ for db in auth catalog orders; do
   psql_admin -d postgres -c "DROP DATABASE IF EXISTS shop_bench_$db WITH (FORCE)" -c "CREATE DATABASE shop_bench_$db OWNER shop"
 done
 delete_queues() {
-  for q in catalog.order-events order.stock-events; do
+  for q in catalog.order-events order.stock-events order.product-events; do
     for name in "$PREFIX$q" "$PREFIX$q.dlq"; do
       rabbitmqctl -q delete_queue "$name" >/dev/null 2>&1 || true
     done

@@ -236,10 +236,7 @@ impl Drop for TestBroker {
                         .await
                         .ok()?;
                 let channel = connection.create_channel().await.ok()?;
-                for queue in [
-                    crate::messaging::topology::CATALOG_ORDER_EVENTS,
-                    crate::messaging::topology::ORDER_STOCK_EVENTS,
-                ] {
+                for queue in crate::messaging::topology::queue_names() {
                     for name in [topology.queue(queue), topology.dead_letter_queue(queue)] {
                         let _ = channel.queue_delete(name.into(), Default::default()).await;
                     }

@@ -208,7 +208,28 @@ async fn cancelling_a_final_order_is_409() {
 async fn catalog_down_is_503_with_retry_after() {
     let (stack, _, mug) = setup().await;
     let buyer = stack.user("buyer").await;
+    // order-svc's copy of the product (from product.created) serves the
+    // snapshot: catalog-svc being down does not stop orders for it.
+    let copied = || async {
+        stack
+            .orders_sql()
+            .await
+            .query_opt("SELECT 1 FROM products WHERE id = $1", &[&mug])
+            .await
+            .expect("copy")
+            .map(|_| ())
+    };
+    common::testing::eventually("order-svc's copy of the product", e2e::WAIT, copied).await;
     stack.stop_catalog().await;
+    assert_eq!(stack.place(&buyer, &[(mug, 1)], None).await.status(), 202);
+
+    // A product the copy has never heard of needs catalog-svc.
+    stack
+        .orders_sql()
+        .await
+        .execute("DELETE FROM products WHERE id = $1", &[&mug])
+        .await
+        .expect("forget the copy");
     let response = stack.place(&buyer, &[(mug, 1)], None).await;
     assert!(response.headers().contains_key("retry-after"));
     assert_problem(response, 503).await;
@@ -219,7 +240,7 @@ async fn catalog_down_is_503_with_retry_after() {
         .await
         .expect("count")
         .get(0);
-    assert_eq!(count, 0, "nothing was created");
+    assert_eq!(count, 1, "nothing was created beyond the first order");
     // Repeated failures open the breaker; it then answers at once.
     for _ in 0..6 {
         assert_problem(stack.place(&buyer, &[(mug, 1)], None).await, 503).await;
@@ -232,4 +253,63 @@ async fn catalog_down_is_503_with_retry_after() {
         )
         .await;
     assert_eq!(state, 1.0, "breaker open");
+}
+
+/// order-svc's copy of names and prices follows catalog-svc's events:
+/// a new price is snapshotted, and a deleted product is unknown without
+/// asking catalog-svc.
+#[tokio::test]
+async fn the_product_copy_follows_price_changes_and_deletes() {
+    let (stack, seller, mug) = setup().await;
+    let buyer = stack.user("buyer").await;
+    let copy = |field: &'static str| {
+        let stack = &stack;
+        async move {
+            stack
+                .orders_sql()
+                .await
+                .query_opt(
+                    &format!("SELECT {field}::text FROM products WHERE id = $1"),
+                    &[&mug],
+                )
+                .await
+                .expect("copy")
+                .map(|r| r.get::<_, String>(0))
+        }
+    };
+    let url = format!("{}/products/{mug}", stack.catalog.url);
+    let renamed = stack
+        .http
+        .put(&url)
+        .bearer_auth(&seller.token)
+        .header("If-Match", "\"1\"")
+        .json(&json!({"name": "Big mug", "description": "", "price": "3.00", "stock": 50}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(renamed.status(), 200);
+    common::testing::eventually("the new price in the copy", e2e::WAIT, || async {
+        (copy("price_cents").await.as_deref() == Some("300")).then_some(())
+    })
+    .await;
+    let response = stack.place(&buyer, &[(mug, 1)], None).await;
+    assert_eq!(response.status(), 202);
+    let order: Value = response.json().await.expect("json");
+    assert_eq!(order["items"][0]["name"], "Big mug");
+    assert_eq!(order["items"][0]["unit_price"], json!(3.0));
+
+    let deleted = stack
+        .http
+        .delete(&url)
+        .bearer_auth(&seller.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    common::testing::eventually("the deletion in the copy", e2e::WAIT, || async {
+        (copy("deleted").await.as_deref() == Some("true")).then_some(())
+    })
+    .await;
+    stack.stop_catalog().await;
+    assert_problem(stack.place(&buyer, &[(mug, 1)], None).await, 422).await;
 }

@@ -1,5 +1,6 @@
 //! Order use cases: place (with snapshots and idempotency), read, cancel.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::auth::AuthUser;
@@ -18,6 +19,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::outcomes::Outcomes;
 use crate::repository::orders::{self, IDEMPOTENCY_UNIQUE, NewOrder};
+use crate::repository::products::{self, Known};
 use crate::saga::{self, PRODUCER};
 
 /// What placing an order did.
@@ -85,23 +87,41 @@ impl Orders {
         }
     }
 
-    /// Names and prices from catalog-svc, fetched concurrently.
+    /// Names and prices: from order-svc's copy (kept from `product.*`
+    /// events), and from catalog-svc over HTTP for products the copy has
+    /// never heard of (created before the copy existed, or whose event is
+    /// still on its way). A product the copy knows as deleted is unknown.
     async fn snapshot(&self, items: &RequestedItems) -> Result<Vec<OrderLine>, ApiError> {
-        let fetched = join_all(
-            items
-                .as_slice()
-                .iter()
-                .map(|i| self.catalog.product(i.product_id)),
-        )
-        .await;
-        let mut lines = Vec::with_capacity(fetched.len());
+        let ids: Vec<Uuid> = items.as_slice().iter().map(|i| i.product_id).collect();
+        let client = db::client(&self.pool).await?;
+        let known: HashMap<Uuid, Known> =
+            products::known(&client, &ids).await?.into_iter().collect();
+        drop(client);
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !known.contains_key(id))
+            .copied()
+            .collect();
+        let fetched = join_all(missing.iter().map(|id| self.catalog.product(*id))).await;
+        let mut from_catalog = HashMap::with_capacity(missing.len());
+        for (id, result) in missing.into_iter().zip(fetched) {
+            if let Some(product) = result.map_err(ApiError::CatalogUnavailable)? {
+                from_catalog.insert(id, (product.name, product.price));
+            }
+        }
+        let mut lines = Vec::with_capacity(ids.len());
         let mut unknown = Vec::new();
-        for (i, (item, result)) in items.as_slice().iter().zip(fetched).enumerate() {
-            match result.map_err(ApiError::CatalogUnavailable)? {
-                Some(product) => lines.push(OrderLine {
+        for (i, item) in items.as_slice().iter().enumerate() {
+            let found = match known.get(&item.product_id) {
+                Some(Known::Product { name, price }) => Some((name.clone(), *price)),
+                Some(Known::Deleted) => None,
+                None => from_catalog.remove(&item.product_id),
+            };
+            match found {
+                Some((name, unit_price)) => lines.push(OrderLine {
                     product_id: item.product_id,
-                    name: product.name,
-                    unit_price: product.price,
+                    name,
+                    unit_price,
                     quantity: item.quantity,
                 }),
                 None => unknown.push((i, item.product_id)),

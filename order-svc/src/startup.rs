@@ -6,13 +6,13 @@ use actix_web::web;
 use common::auth::TokenVerifier;
 use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
-use common::messaging::topology::ORDER_STOCK_EVENTS;
+use common::messaging::topology::{ORDER_PRODUCT_EVENTS, ORDER_STOCK_EVENTS};
 use common::service::{Running, RunningHandle, ServiceRuntime};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use crate::catalog::CatalogClient;
 use crate::config::OrderConfig;
-use crate::consumers::StockEventsHandler;
+use crate::consumers::{ProductEventsHandler, StockEventsHandler};
 use crate::orders::Orders;
 use crate::outcomes::{self, Outcomes};
 use crate::sweeper::{self, OrderMetrics};
@@ -60,6 +60,17 @@ impl Application {
             runtime
                 .lifecycle
                 .spawn(consumer.run(runtime.lifecycle.token()));
+            let products = Consumer::new(
+                runtime.broker.clone(),
+                runtime.pool.clone(),
+                ORDER_PRODUCT_EVENTS,
+                ProductEventsHandler,
+                runtime.messaging.clone(),
+                ConsumerSettings::default(),
+            );
+            runtime
+                .lifecycle
+                .spawn(products.run(runtime.lifecycle.token()));
             runtime.lifecycle.spawn(sweeper::run(
                 runtime.pool.clone(),
                 Duration::from_millis(config.orders.sweep_interval_ms),

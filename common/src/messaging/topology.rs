@@ -12,6 +12,9 @@ use lapin::{Channel, ExchangeKind};
 pub const CATALOG_ORDER_EVENTS: &str = "catalog.order-events";
 /// order-svc's queue: the saga's replies from catalog-svc.
 pub const ORDER_STOCK_EVENTS: &str = "order.stock-events";
+/// order-svc's queue: catalog-svc's product changes, for its copy of names
+/// and prices.
+pub const ORDER_PRODUCT_EVENTS: &str = "order.product-events";
 
 /// The broker's backstop: a message delivered this many times is
 /// dead-lettered by RabbitMQ itself. The consumer runner dead-letters much
@@ -23,7 +26,13 @@ const DELIVERY_LIMIT: i64 = 50;
 const QUEUES: &[(&str, &[&str])] = &[
     (CATALOG_ORDER_EVENTS, &["order.created", "order.cancelled"]),
     (ORDER_STOCK_EVENTS, &["stock.*"]),
+    (ORDER_PRODUCT_EVENTS, &["product.*"]),
 ];
+
+/// The names (before the prefix) of the durable queues Shop declares.
+pub fn queue_names() -> impl Iterator<Item = &'static str> {
+    QUEUES.iter().map(|(name, _)| *name)
+}
 
 /// Names of Shop's exchanges and queues under one prefix.
 #[derive(Debug, Clone)]

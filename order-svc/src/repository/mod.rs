@@ -1,3 +1,4 @@
 //! All SQL of order-svc, over any `GenericClient` (connection or transaction).
 
 pub mod orders;
+pub mod products;
