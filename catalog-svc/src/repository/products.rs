@@ -67,6 +67,11 @@ pub async fn find(client: &impl GenericClient, id: Uuid) -> Result<Option<Produc
 
 /// Up to `query.limit + 1` products after the cursor, in id order; the extra
 /// row tells the caller there is a next page.
+///
+/// Only the filters given become predicates, so each combination is its own
+/// cached statement with a plan that walks the primary key in order (a
+/// catch-all `($1 IS NULL OR ...)` statement gets a generic plan that scans
+/// and sorts the whole table).
 pub async fn list(client: &impl GenericClient, query: &ListQuery) -> Result<Vec<Product>, DbError> {
     // Wildcards in the search text are literal characters, not patterns.
     let pattern = query.name_contains.as_deref().map(|q| {
@@ -76,26 +81,38 @@ pub async fn list(client: &impl GenericClient, query: &ListQuery) -> Result<Vec<
             .replace('_', "\\_");
         format!("%{escaped}%")
     });
+    let min_price = query.min_price.map(Money::cents);
+    let max_price = query.max_price.map(Money::cents);
+    let limit = query.limit + 1;
+    let mut predicates = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(after) = &query.after {
+        params.push(after);
+        predicates.push(format!("id > ${}", params.len()));
+    }
+    if let Some(pattern) = &pattern {
+        params.push(pattern);
+        predicates.push(format!("name ILIKE ${}", params.len()));
+    }
+    if let Some(min) = &min_price {
+        params.push(min);
+        predicates.push(format!("price_cents >= ${}", params.len()));
+    }
+    if let Some(max) = &max_price {
+        params.push(max);
+        predicates.push(format!("price_cents <= ${}", params.len()));
+    }
+    params.push(&limit);
+    let filter = if predicates.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", predicates.join(" AND "))
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM products \
-         WHERE ($1::uuid IS NULL OR id > $1) \
-           AND ($2::text IS NULL OR name ILIKE $2) \
-           AND ($3::bigint IS NULL OR price_cents >= $3) \
-           AND ($4::bigint IS NULL OR price_cents <= $4) \
-         ORDER BY id LIMIT $5"
+        "SELECT {COLUMNS} FROM products {filter} ORDER BY id LIMIT ${}",
+        params.len()
     );
-    let rows = client
-        .query_cached(
-            &sql,
-            &[
-                &query.after,
-                &pattern,
-                &query.min_price.map(Money::cents),
-                &query.max_price.map(Money::cents),
-                &(query.limit + 1),
-            ],
-        )
-        .await?;
+    let rows = client.query_cached(&sql, &params).await?;
     rows.iter().map(product).collect()
 }
 
