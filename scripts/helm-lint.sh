@@ -20,15 +20,15 @@ declare -A VARIANTS=(
     --set networkPolicy.enabled=true --set monitoring.serviceMonitor.enabled=true \
     --set monitoring.prometheusRule.enabled=true \
     --set monitoring.dashboard.enabled=true"
-  [existing-secrets]="--set postgres.existingSecret=shop-db --set rabbitmq.existingSecret=shop-mq \
+  [existing-secrets]="--set postgres.existingSecret=shop-db --set rabbitmq.existingSecret=shop-mq --set redis.existingSecret=shop-redis \
     --set jwt.existingSecret=shop-jwt --set services.auth.autoscaling.enabled=false \
     --set podDisruptionBudget.enabled=false --set migrations.enabled=false --set serviceAccount.create=false"
 )
 
 # Kinds each variant must contain (kind=count).
 declare -A EXPECT=(
-  [defaults]="Deployment=3 Service=3 HorizontalPodAutoscaler=3 PodDisruptionBudget=3 Job=3 ConfigMap=3 Secret=4 ServiceAccount=1"
-  [all-toggles]="Deployment=3 Service=3 HorizontalPodAutoscaler=3 PodDisruptionBudget=3 Job=3 ConfigMap=4 Secret=4 ServiceAccount=1 Ingress=1 NetworkPolicy=3 ServiceMonitor=1 PrometheusRule=1"
+  [defaults]="Deployment=3 Service=3 HorizontalPodAutoscaler=3 PodDisruptionBudget=3 Job=3 ConfigMap=3 Secret=5 ServiceAccount=1"
+  [all-toggles]="Deployment=3 Service=3 HorizontalPodAutoscaler=3 PodDisruptionBudget=3 Job=3 ConfigMap=4 Secret=5 ServiceAccount=1 Ingress=1 NetworkPolicy=3 ServiceMonitor=1 PrometheusRule=1"
   [existing-secrets]="Deployment=3 Service=3 HorizontalPodAutoscaler=2 ConfigMap=3"
 )
 

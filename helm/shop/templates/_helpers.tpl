@@ -61,6 +61,9 @@ app.kubernetes.io/component: {{ .name }}
 {{- define "shop.rabbitmqSecret" -}}
 {{- default (printf "%s-rabbitmq" (include "shop.fullname" .)) .Values.rabbitmq.existingSecret }}
 {{- end }}
+{{- define "shop.redisSecret" -}}
+{{- default (printf "%s-redis" (include "shop.fullname" .)) .Values.redis.existingSecret }}
+{{- end }}
 {{- define "shop.jwtSecret" -}}
 {{- default (printf "%s-jwt" (include "shop.fullname" .)) .Values.jwt.existingSecret }}
 {{- end }}
@@ -109,4 +112,11 @@ seccompProfile:
     secretKeyRef:
       name: {{ include "shop.rabbitmqSecret" .root }}
       key: amqp-url
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "shop.redisSecret" .root }}
+      key: redis-url
+- name: REDIS_TIMEOUT_MS
+  value: {{ .root.Values.redis.timeoutMs | quote }}
 {{- end }}
