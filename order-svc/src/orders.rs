@@ -169,21 +169,8 @@ impl Orders {
             idempotency_key: key,
         };
 
-        let mut client = db::client(&self.pool).await?;
-        let tx = client.transaction().await.map_err(DbError::from)?;
-        let order = match orders::insert(&tx, &new).await {
-            Ok(order) => order,
-            Err(e) if e.unique_violation() == Some(IDEMPOTENCY_UNIQUE) => {
-                // The same key raced us and won: answer with its order.
-                drop(tx);
-                let existing =
-                    orders::find_by_key(&client, caller.id, key.unwrap_or_default()).await?;
-                return replay(existing.ok_or(ApiError::NotFound)?, &items);
-            }
-            Err(e) => return Err(e.into()),
-        };
         let event = OrderCreated {
-            order_id: order.id,
+            order_id: new.id,
             user_id: caller.id,
             items: items
                 .as_slice()
@@ -194,11 +181,25 @@ impl Orders {
                 })
                 .collect(),
         };
-        enqueue(
-            &tx,
-            &Envelope::new(PRODUCER, order.id.to_string(), None, event),
-        )
-        .await?;
+        let envelope = Envelope::new(PRODUCER, new.id.to_string(), None, event);
+
+        let mut client = db::client(&self.pool).await?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        // Both statements go out at once (pipelined on the connection); if
+        // the insert fails the transaction is void and the event with it.
+        let (inserted, queued) = tokio::join!(orders::insert(&tx, &new), enqueue(&tx, &envelope));
+        let order = match inserted {
+            Ok(order) => order,
+            Err(e) if e.unique_violation() == Some(IDEMPOTENCY_UNIQUE) => {
+                // The same key raced us and won: answer with its order.
+                drop(tx);
+                let existing =
+                    orders::find_by_key(&client, caller.id, key.unwrap_or_default()).await?;
+                return replay(existing.ok_or(ApiError::NotFound)?, &items);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        queued?;
         common::messaging::commit(tx).await?;
         tracing::info!(order_id = %order.id, total = %order.total, "order placed");
         Ok(Placed::Created(order))

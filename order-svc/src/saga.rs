@@ -51,38 +51,50 @@ pub async fn apply(
     causation: Option<Uuid>,
 ) -> Result<OrderStatus, SagaError> {
     let to = order.status.apply(transition)?;
-    if !orders::transition(tx, order.id, order.version, to, reason).await? {
-        return Err(SagaError::Concurrent(order.id));
-    }
     let id = order.id;
-    match transition {
-        Transition::Confirm => announce(tx, id, causation, OrderConfirmed { order_id: id }).await?,
-        Transition::Reject => {
-            announce(
-                tx,
-                id,
-                causation,
-                OrderRejected {
-                    order_id: id,
-                    reason: reason.map(str::to_string),
-                },
-            )
-            .await?
+    let announced = async {
+        match transition {
+            Transition::Confirm => {
+                announce(tx, id, causation, OrderConfirmed { order_id: id }).await
+            }
+            Transition::Reject => {
+                let reason = reason.map(str::to_string);
+                announce(
+                    tx,
+                    id,
+                    causation,
+                    OrderRejected {
+                        order_id: id,
+                        reason,
+                    },
+                )
+                .await
+            }
+            Transition::Cancel => {
+                let reason = reason.unwrap_or("user").to_string();
+                announce(
+                    tx,
+                    id,
+                    causation,
+                    OrderCancelled {
+                        order_id: id,
+                        reason,
+                    },
+                )
+                .await
+            }
         }
-        Transition::Cancel => {
-            let reason = reason.unwrap_or("user").to_string();
-            announce(
-                tx,
-                id,
-                causation,
-                OrderCancelled {
-                    order_id: id,
-                    reason,
-                },
-            )
-            .await?
-        }
+    };
+    // The guarded update and its event go out together (pipelined); a
+    // refused update fails the caller's transaction, event included.
+    let (moved, announced) = tokio::join!(
+        orders::transition(tx, id, order.version, to, reason),
+        announced
+    );
+    if !moved? {
+        return Err(SagaError::Concurrent(id));
     }
+    announced?;
     tracing::info!(order_id = %id, status = to.as_str(), "order transitioned");
     Ok(to)
 }

@@ -159,16 +159,26 @@ impl OrderEventsHandler {
             tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
             return Ok(enqueue(tx, &reply_to(envelope, order_id, reply)).await?);
         }
-        reservations::insert_items(tx, order_id, &items).await?;
-        // Last, with the rows still locked: cached copies stop being served
-        // before the new stock commits.
-        self.cache.mark(&written).await;
+        let reply = reply_to(
+            envelope,
+            order_id,
+            StockReserved {
+                order_id,
+                items: items.clone(),
+            },
+        );
+        // At once (pipelined): the lines, the reply, and, with the rows
+        // still locked, the cache claims that stop cached copies being
+        // served before the new stock commits.
+        let (lines, queued, ()) = tokio::join!(
+            reservations::insert_items(tx, order_id, &items),
+            enqueue(tx, &reply),
+            self.cache.mark(&written)
+        );
+        lines?;
+        queued?;
         tracing::info!(%order_id, items = items.len(), "stock reserved");
-        Ok(enqueue(
-            tx,
-            &reply_to(envelope, order_id, StockReserved { order_id, items }),
-        )
-        .await?)
+        Ok(())
     }
 
     async fn release(

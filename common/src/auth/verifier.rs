@@ -1,7 +1,8 @@
 //! Token verification with the algorithm pinned.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use jsonwebtoken::errors::ErrorKind;
@@ -73,10 +74,25 @@ enum KeySource {
 pub struct TokenVerifier {
     keys: KeySource,
     validation: Validation,
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+/// A token verified a moment ago: checking an Ed25519 signature is most of
+/// the CPU an authenticated request costs, and clients send the same token
+/// for many requests. Keyed by the whole token, so only that exact token
+/// hits; kept for at most [`VERIFIED_FOR`] (so a key withdrawn from the
+/// JWKS stops being honoured soon) and never past the token's `exp`.
+struct Verified {
+    claims: Claims,
+    until: Instant,
 }
 
 /// Clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 30;
+/// How long a verified token is remembered.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// How many verified tokens are remembered at most.
+const VERIFIED_MAX: usize = 10_000;
 
 impl TokenVerifier {
     fn new(keys: KeySource, issuer: &str, audience: &str) -> Self {
@@ -85,7 +101,11 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        Self { keys, validation }
+        Self {
+            keys,
+            validation,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Trusts exactly the Ed25519 keys of `jwks`.
@@ -129,8 +149,40 @@ impl TokenVerifier {
         }
     }
 
-    /// Verifies a compact JWT and returns its claims.
+    /// Verifies a compact JWT and returns its claims (from the memory of
+    /// recently verified tokens when it is there).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = Instant::now();
+        if let Some(hit) = self.remembered().get(token).filter(|v| v.until > now) {
+            return Ok(hit.claims.clone());
+        }
+        let claims = self.verify_signature(token).await?;
+        // Remembered no longer than the token is valid (with the leeway).
+        let left = claims.exp.saturating_add(LEEWAY_SECS as i64) - chrono::Utc::now().timestamp();
+        let keep = VERIFIED_FOR.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
+        let mut verified = self.remembered();
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, v| v.until > now);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            token.to_string(),
+            Verified {
+                claims: claims.clone(),
+                until: now + keep,
+            },
+        );
+        Ok(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        // A poisoned map holds only verified tokens.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         // `alg: none` and unknown algorithms fail to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
@@ -212,6 +264,34 @@ mod tests {
             (user, Role::Admin, "alice")
         );
         assert_eq!(issued.expires_in, 900);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_helps_no_other_token_and_is_kept_only_while_valid() {
+        let (issuer, verifier) = setup();
+        let issued = issuer
+            .issue(Uuid::new_v4(), "alice", Role::Customer)
+            .expect("issue");
+        let first = verifier.verify(&issued.token).await.expect("valid");
+        assert_eq!(verifier.verify(&issued.token).await, Ok(first));
+        // The same claims under a forged signature are still refused.
+        let (head, _) = issued.token.rsplit_once('.').expect("three parts");
+        let forged = format!("{head}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+        assert_eq!(
+            verifier.verify(&forged).await,
+            Err(TokenError::BadSignature)
+        );
+        // A token about to expire is remembered no longer than it is valid.
+        let short = issuer
+            .sign(&claims(ISS, AUD, -(LEEWAY_SECS as i64) + 1))
+            .expect("sign");
+        assert!(verifier.verify(&short).await.is_ok());
+        let until = verifier
+            .remembered()
+            .get(&short)
+            .map(|v| v.until)
+            .expect("kept");
+        assert!(until <= Instant::now() + Duration::from_secs(1));
     }
 
     #[tokio::test]
