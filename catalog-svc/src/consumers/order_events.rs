@@ -97,16 +97,17 @@ impl OrderEventsHandler {
         delta: i32,
     ) -> Result<Result<(Uuid, i64), Shortfall>, HandlerError> {
         for _ in 0..self.max_conflict_retries {
-            let Some((stock, version)) = products::stock_and_version(tx, product_id).await? else {
-                return Ok(Err(Shortfall::Unknown));
-            };
-            if stock + delta < 0 {
-                return Ok(Err(Shortfall::Insufficient));
+            if let Some(version) = products::change_stock(tx, product_id, delta).await? {
+                return Ok(Ok((product_id, version)));
             }
-            if products::change_stock(tx, product_id, version, delta).await? {
-                return Ok(Ok((product_id, version + 1)));
+            // Nothing changed: say why (the row is locked now).
+            match products::stock_and_version(tx, product_id).await? {
+                None => return Ok(Err(Shortfall::Unknown)),
+                Some((stock, _)) if stock + delta < 0 => return Ok(Err(Shortfall::Insufficient)),
+                // Changed between the lock and the update: cannot happen
+                // under the row lock, but a retry is the safe answer.
+                Some(_) => self.conflicts.inc(),
             }
-            self.conflicts.inc();
         }
         Err(HandlerError::Transient(
             format!("product {product_id} kept changing under us").into(),
@@ -121,44 +122,6 @@ impl OrderEventsHandler {
     ) -> Result<(), HandlerError> {
         let items = merge(&event.items)?;
         let order_id = event.order_id;
-        // Claims the order; when it exists it was reserved already or
-        // cancelled first (the tombstone): nothing to do.
-        if !reservations::create(tx, order_id, State::Held).await? {
-            tracing::info!(%order_id, "order already handled or cancelled; not reserving");
-            return Ok(());
-        }
-        // A savepoint only where there is something to undo: a shortfall on
-        // the first (or only) line leaves nothing taken.
-        let several = items.len() > 1;
-        if several {
-            tx.batch_execute("SAVEPOINT reserve").await?;
-        }
-        let mut written = Vec::with_capacity(items.len());
-        for item in &items {
-            let change = self
-                .change_stock(tx, item.product_id, -item.quantity)
-                .await?;
-            let shortfall = match change {
-                Ok(write) => {
-                    written.push(write);
-                    continue;
-                }
-                Err(shortfall) => shortfall,
-            };
-            // All or nothing: undo what this order took so far (nothing of
-            // it is marked in the cache yet).
-            if several && !written.is_empty() {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
-            }
-            reservations::set_state(tx, order_id, State::Rejected).await?;
-            let reply = StockRejected {
-                order_id,
-                product_id: item.product_id,
-                reason: shortfall.reason().into(),
-            };
-            tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
-            return Ok(enqueue(tx, &reply_to(envelope, order_id, reply)).await?);
-        }
         let reply = reply_to(
             envelope,
             order_id,
@@ -167,16 +130,61 @@ impl OrderEventsHandler {
                 items: items.clone(),
             },
         );
-        // At once (pipelined): the lines, the reply, and, with the rows
-        // still locked, the cache claims that stop cached copies being
-        // served before the new stock commits.
-        let (lines, queued, ()) = tokio::join!(
+        // Claims the order; when it exists it was reserved already or
+        // cancelled first (the tombstone): nothing to do.
+        if !reservations::create(tx, order_id, State::Held).await? {
+            tracing::info!(%order_id, "order already handled or cancelled; not reserving");
+            return Ok(());
+        }
+        // What does not touch a product goes out in one flight (pipelined),
+        // before any product row is locked, so that the locks of a hot
+        // product are held as briefly as can be. The savepoint is a simple
+        // query sent at once; the other two may wait for their statements
+        // to be prepared, so they can only ever follow it.
+        let (savepoint, lines, queued) = tokio::join!(
+            tx.batch_execute("SAVEPOINT reserve"),
             reservations::insert_items(tx, order_id, &items),
-            enqueue(tx, &reply),
-            self.cache.mark(&written)
+            enqueue(tx, &reply)
         );
+        savepoint?;
         lines?;
         queued?;
+        let mut written = Vec::with_capacity(items.len());
+        for item in &items {
+            let shortfall = match self
+                .change_stock(tx, item.product_id, -item.quantity)
+                .await?
+            {
+                Ok(write) => {
+                    written.push(write);
+                    continue;
+                }
+                Err(shortfall) => shortfall,
+            };
+            // All or nothing: undo the lines, the reply and whatever this
+            // order took so far (nothing of it is marked in the cache yet).
+            tx.batch_execute("ROLLBACK TO SAVEPOINT reserve").await?;
+            let reply = reply_to(
+                envelope,
+                order_id,
+                StockRejected {
+                    order_id,
+                    product_id: item.product_id,
+                    reason: shortfall.reason().into(),
+                },
+            );
+            let (rejected, queued) = tokio::join!(
+                reservations::set_state(tx, order_id, State::Rejected),
+                enqueue(tx, &reply)
+            );
+            rejected?;
+            queued?;
+            tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
+            return Ok(());
+        }
+        // With the rows still locked: cached copies stop being served
+        // before the new stock commits.
+        self.cache.mark(&written).await;
         tracing::info!(%order_id, items = items.len(), "stock reserved");
         Ok(())
     }

@@ -161,11 +161,8 @@ pub async fn delete(
     Ok(deleted == 1)
 }
 
-/// Stock and version of a product, for a version-checked stock change,
-/// locking the row for the rest of the transaction: concurrent handlers of
-/// a hot product then queue for the row instead of each losing version
-/// races and re-reading (callers lock products in id order, so this cannot
-/// deadlock).
+/// Stock and version of a product, locking its row for the rest of the
+/// transaction (to tell why a stock change did not apply).
 pub async fn stock_and_version(
     client: &impl GenericClient,
     id: Uuid,
@@ -179,20 +176,26 @@ pub async fn stock_and_version(
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
-/// Adds `delta` units (negative to take) if the product is still at
-/// `version` and stock stays non-negative; true when it applied.
+/// Adds `delta` units (negative to take), version-checked, in one
+/// statement: the row is locked and its version read (`FOR UPDATE`), and the
+/// update applies only at that version and if stock stays non-negative.
+/// Locking first makes concurrent handlers of a hot product queue for the
+/// row instead of each losing version races; callers change products in id
+/// order, so this cannot deadlock. Returns the new version, or `None` when
+/// nothing changed (no such product, or not enough stock).
 pub async fn change_stock(
     client: &impl GenericClient,
     id: Uuid,
-    version: i64,
     delta: i32,
-) -> Result<bool, DbError> {
-    let changed = client
-        .execute_cached(
-            "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = now() \
-             WHERE id = $1 AND version = $2 AND stock + $3 >= 0",
-            &[&id, &version, &delta],
+) -> Result<Option<i64>, DbError> {
+    let row = client
+        .query_opt_cached(
+            "WITH locked AS (SELECT id, version FROM products WHERE id = $1 FOR UPDATE) \
+             UPDATE products p SET stock = p.stock + $2, version = p.version + 1, updated_at = now() \
+             FROM locked WHERE p.id = locked.id AND p.version = locked.version AND p.stock + $2 >= 0 \
+             RETURNING p.version",
+            &[&id, &delta],
         )
         .await?;
-    Ok(changed == 1)
+    row.map(|r| r.try_get(0)).transpose().map_err(DbError::from)
 }
