@@ -238,15 +238,20 @@ impl Stack {
 
     /// Another order-svc instance (a worker replica) on a free port.
     pub async fn extra_order_instance(&self, consumes: bool) -> RunningHandle {
+        self.extra_order(consumes).await.handle
+    }
+
+    /// Another order-svc instance on a free port, with its URL.
+    pub async fn extra_order(&self, consumes: bool) -> Instance {
         let mut config = self.order_config.clone();
         config.service.http_addr = "127.0.0.1:0".into();
         config.service.run_consumers = consumes;
-        let handle = start_order(config).await.handle;
+        let instance = start_order(config).await;
         self.extra
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(handle.clone());
-        handle
+            .push(instance.handle.clone());
+        instance
     }
 
     /// Another catalog-svc instance (a worker replica) on a free port.

@@ -198,16 +198,18 @@ async fn concurrent_buyers_of_the_last_units_never_oversell() {
     stack.assert_agreement(mug).await;
 }
 
-/// `GET /orders/{id}` with `Prefer: wait=N`: the answer and the wait it used.
+/// `GET /orders/{id}` with `Prefer: wait=N` from the order-svc at `base`:
+/// the answer and the wait it used.
 async fn get_waiting(
     stack: &Stack,
+    base: &str,
     buyer: &e2e::User,
     order: uuid::Uuid,
     prefer: &str,
 ) -> (String, String) {
     let response = stack
         .http
-        .get(format!("{}/orders/{order}", stack.order.url))
+        .get(format!("{base}/orders/{order}"))
         .bearer_auth(&buyer.token)
         .header("Prefer", prefer)
         .send()
@@ -240,29 +242,36 @@ async fn prefer_wait_answers_when_the_order_is_final_or_when_the_wait_ends() {
 
     // Nothing decides the order: the wait ends and the current state comes back.
     let started = std::time::Instant::now();
-    let (status, applied) = get_waiting(&stack, &buyer, order, "wait=1").await;
+    let own = stack.order.url.as_str();
+    let (status, applied) = get_waiting(&stack, own, &buyer, order, "wait=1").await;
     assert_eq!((status.as_str(), applied.as_str()), ("PENDING", "wait=1"));
     assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
 
-    // A waiter is woken by the outcome, decided while it waits.
-    let waiting = get_waiting(&stack, &buyer, order, "respond-async, wait=25");
+    // Waiters are woken by the outcome, decided while they wait: on the
+    // replica that decides it, and on an API-only replica that hears of it
+    // through the broker.
+    let api_only = stack.extra_order(false).await;
+    let waiting = get_waiting(&stack, own, &buyer, order, "respond-async, wait=25");
+    let elsewhere = get_waiting(&stack, &api_only.url, &buyer, order, "wait=25");
     let consumer = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         stack.extra_catalog_instance(true).await
     };
     let started = std::time::Instant::now();
-    let ((status, applied), _catalog) = tokio::join!(waiting, consumer);
+    let ((status, applied), (status_elsewhere, _), _catalog) =
+        tokio::join!(waiting, elsewhere, consumer);
     assert_eq!(
         (status.as_str(), applied.as_str()),
         ("CONFIRMED", "wait=25")
     );
+    assert_eq!(status_elsewhere, "CONFIRMED");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "woken, not timed out"
     );
 
     // Final already: at once. Longer waits are capped at 30 s.
-    let (status, applied) = get_waiting(&stack, &buyer, order, "wait=600").await;
+    let (status, applied) = get_waiting(&stack, own, &buyer, order, "wait=600").await;
     assert_eq!(
         (status.as_str(), applied.as_str()),
         ("CONFIRMED", "wait=30")

@@ -262,6 +262,7 @@ impl Orders {
             .await?
             .ok_or(ApiError::NotFound)?;
         common::messaging::commit(tx).await?;
+        self.outcomes.settled(id);
         Ok(order)
     }
 }

@@ -45,7 +45,7 @@ impl Application {
             runtime.pool.clone(),
             catalog,
             config.order_timeout(),
-            outcomes,
+            outcomes.clone(),
         ));
         let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
         if config.service.run_consumers {
@@ -53,7 +53,7 @@ impl Application {
                 runtime.broker.clone(),
                 runtime.pool.clone(),
                 ORDER_STOCK_EVENTS,
-                StockEventsHandler,
+                StockEventsHandler::new(outcomes.clone()),
                 runtime.messaging.clone(),
                 ConsumerSettings::default(),
             );

@@ -77,6 +77,11 @@ pub trait Handler: Send + Sync + 'static {
         tx: &Transaction<'_>,
         envelope: &Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once `envelope`'s effects have committed (not for duplicates),
+    /// for what may only happen after the commit, such as waking local
+    /// waiters. Must not fail: the message is acknowledged regardless.
+    fn committed(&self, _envelope: &Envelope) {}
 }
 
 /// Runner settings.
@@ -95,7 +100,7 @@ pub struct ConsumerSettings {
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
-            prefetch: 16,
+            prefetch: 8,
             max_attempts: 5,
             retry_base: Duration::from_millis(200),
             inbox_retention: Duration::from_secs(7 * 24 * 3600),
@@ -302,6 +307,7 @@ impl<H: Handler> Consumer<H> {
         }
         self.handler.handle(&tx, envelope).await?;
         super::commit(tx).await?;
+        self.handler.committed(envelope);
         Ok(Outcome::Processed)
     }
 

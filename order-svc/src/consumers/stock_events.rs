@@ -6,11 +6,28 @@ use common::messaging::{Envelope, Event, Handler};
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderStatus, Transition};
+use crate::outcomes::Outcomes;
 use crate::repository::orders;
 use crate::saga::{self, SagaError};
 
 /// Confirms, rejects, or compensates orders on `stock.*`.
-pub struct StockEventsHandler;
+pub struct StockEventsHandler {
+    outcomes: Outcomes,
+}
+
+impl StockEventsHandler {
+    /// A handler that wakes this replica's waiters in `outcomes` as soon as
+    /// it has settled an order (waiters elsewhere hear of it through the
+    /// broker).
+    pub fn new(outcomes: Outcomes) -> Self {
+        Self { outcomes }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AboutOrder {
+    order_id: Uuid,
+}
 
 fn permanent(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Permanent(e.to_string().into())
@@ -82,6 +99,18 @@ impl StockEventsHandler {
 }
 
 impl Handler for StockEventsHandler {
+    fn committed(&self, envelope: &Envelope) {
+        // After a reply is applied its order is final (decided now, or
+        // earlier and compensated).
+        if matches!(
+            envelope.kind.as_str(),
+            StockReserved::TYPE | StockRejected::TYPE
+        ) && let Ok(about) = serde_json::from_str::<AboutOrder>(envelope.data.get())
+        {
+            self.outcomes.settled(about.order_id);
+        }
+    }
+
     async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
             StockReserved::TYPE => {
