@@ -282,37 +282,28 @@ async fn check_stock(
     }
     // Compensations (releases) may still be on their way.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let stock: HashMap<Uuid, i64> = catalog
-        .query(
-            "SELECT id, stock::int8 FROM products WHERE id = ANY($1)",
-            &[&products],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let held: HashMap<Uuid, i64> = catalog
-        .query(
-            "SELECT i.product_id, sum(i.quantity)::int8 FROM reservation_items i \
-             JOIN reservations r ON r.order_id = i.order_id \
-             WHERE r.state = 'held' AND i.product_id = ANY($1) GROUP BY i.product_id",
-            &[&products],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let bought: HashMap<Uuid, i64> = orders
-        .query(
-            "SELECT i.product_id, sum(i.quantity)::int8 FROM order_items i \
-             JOIN orders o ON o.id = i.order_id \
-             WHERE o.status = 'CONFIRMED' AND i.product_id = ANY($1) GROUP BY i.product_id",
-            &[&products],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let stock = per_product(
+        &catalog,
+        "SELECT id, stock::int8 FROM products WHERE id = ANY($1)",
+        &products,
+    )
+    .await?;
+    let held = per_product(
+        &catalog,
+        "SELECT i.product_id, sum(i.quantity)::int8 FROM reservation_items i \
+         JOIN reservations r ON r.order_id = i.order_id \
+         WHERE r.state = 'held' AND i.product_id = ANY($1) GROUP BY i.product_id",
+        &products,
+    )
+    .await?;
+    let bought = per_product(
+        orders,
+        "SELECT i.product_id, sum(i.quantity)::int8 FROM order_items i \
+         JOIN orders o ON o.id = i.order_id \
+         WHERE o.status = 'CONFIRMED' AND i.product_id = ANY($1) GROUP BY i.product_id",
+        &products,
+    )
+    .await?;
     let mut oversold = 0;
     for (product, start) in initial {
         let now = stock.get(product).copied().unwrap_or_default();
@@ -326,6 +317,21 @@ async fn check_stock(
         oversold += (bought - start).max(0);
     }
     Ok(oversold)
+}
+
+/// A figure per product: `sql` takes the product ids and returns
+/// `(product_id, int8)` rows.
+async fn per_product(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    products: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, i64>> {
+    Ok(client
+        .query(sql, &[&products])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Clients each placing orders one after another until time is up.

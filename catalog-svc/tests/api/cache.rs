@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::auth::Role;
-use common::messaging::events::{Envelope, ItemQuantity, OrderCreated};
 use common::redis::RedisConfig;
 use common::testing::eventually;
 use futures_util::future::join_all;
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, User, product_body, spawn_app, spawn_app_with_redis};
+use crate::reservations::order_created;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -102,19 +102,7 @@ async fn readers_never_see_a_version_older_than_one_committed_before_they_asked(
             let mut reserved = 0;
             while Instant::now() < until {
                 let order_id = Uuid::now_v7();
-                let envelope = Envelope::new(
-                    "order-svc",
-                    order_id.to_string(),
-                    None,
-                    OrderCreated {
-                        order_id,
-                        user_id: Uuid::new_v4(),
-                        items: vec![ItemQuantity {
-                            product_id: id,
-                            quantity: 1,
-                        }],
-                    },
-                );
+                let envelope = order_created(order_id, &[(id, 1)]);
                 app.broker.publish(&envelope).await;
                 eventually("the reservation", WAIT, || async {
                     app.reservation_state(order_id).await.map(|_| ())

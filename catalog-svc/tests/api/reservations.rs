@@ -20,7 +20,7 @@ async fn product(app: &TestApp, stock: i64) -> Uuid {
     Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid")
 }
 
-fn order_created(order_id: Uuid, items: &[(Uuid, i32)]) -> Envelope<OrderCreated> {
+pub(crate) fn order_created(order_id: Uuid, items: &[(Uuid, i32)]) -> Envelope<OrderCreated> {
     let items = items
         .iter()
         .map(|&(product_id, quantity)| ItemQuantity {

@@ -100,6 +100,9 @@ pub struct ConsumerSettings {
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
+            // Half the default pool (16): each delivery in flight holds a
+            // connection, and on a hot product most of them only wait for
+            // its row lock; the other half stays for the API and the relay.
             prefetch: 8,
             max_attempts: 5,
             retry_base: Duration::from_millis(200),
