@@ -3,11 +3,12 @@
 //! that the caller falls back to PostgreSQL. Nothing here ever turns into a
 //! 5xx or an unready service.
 //!
-//! One multiplexed connection per process, opened lazily and reopened (at
-//! most once a second) after a failure; a warning is logged at most once a
-//! minute while Redis stays unreachable.
+//! One multiplexed connection per process, opened in the background and
+//! reopened (an attempt at most once a second) after a failure; no request
+//! ever waits for a connection to be made. A warning is logged at most once
+//! a minute while Redis stays unreachable.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -35,24 +36,34 @@ impl Default for RedisConfig {
     }
 }
 
-struct State {
-    connection: Option<MultiplexedConnection>,
-    last_attempt: Option<Instant>,
+/// What the handle and its background connection attempts share.
+struct Shared {
+    client: redis::Client,
+    connection: RwLock<Option<MultiplexedConnection>>,
+    last_attempt: Mutex<Option<Instant>>,
+    last_warning: Mutex<Option<Instant>>,
+    /// The runtime the connection (and its driver task) lives on.
+    runtime: tokio::runtime::Handle,
 }
 
 /// A fail-open handle to Redis.
 pub struct Redis {
-    client: Option<redis::Client>,
+    shared: Option<Arc<Shared>>,
     budget: Duration,
-    state: tokio::sync::Mutex<State>,
     errors: IntCounterVec,
-    warned: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere leaves it usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Redis {
-    /// A handle for `config`, registering `redis_errors_total{operation}`.
-    /// An unparsable URL is logged and leaves the handle permanently
-    /// degraded (every call answers `None`), like an unreachable server.
+    /// A handle for `config`, registering `redis_errors_total{operation}`,
+    /// and a first connection attempt in the background. Call it within the
+    /// Tokio runtime the connection should live on. An unparsable URL is
+    /// logged and leaves the handle permanently degraded (every call
+    /// answers `None`), like an unreachable server.
     pub fn new(config: &RedisConfig, registry: &Registry) -> Result<Self, prometheus::Error> {
         let errors = IntCounterVec::new(
             Opts::new(
@@ -62,61 +73,44 @@ impl Redis {
             &["operation"],
         )?;
         registry.register(Box::new(errors.clone()))?;
-        let client = match redis::Client::open(config.redis_url.expose_secret()) {
-            Ok(client) => Some(client),
+        let shared = match redis::Client::open(config.redis_url.expose_secret()) {
+            Ok(client) => Some(Arc::new(Shared {
+                client,
+                connection: RwLock::new(None),
+                last_attempt: Mutex::new(None),
+                last_warning: Mutex::new(None),
+                runtime: tokio::runtime::Handle::current(),
+            })),
             Err(e) => {
                 tracing::error!(error = %e, "REDIS_URL is invalid; running without Redis");
                 None
             }
         };
+        if let Some(shared) = &shared {
+            Shared::reconnect(shared);
+        }
         Ok(Self {
-            client,
+            shared,
             budget: Duration::from_millis(config.redis_timeout_ms.max(1)),
-            state: tokio::sync::Mutex::new(State {
-                connection: None,
-                last_attempt: None,
-            }),
             errors,
-            warned: Mutex::new(None),
         })
     }
 
-    async fn connection(&self) -> Option<MultiplexedConnection> {
-        let client = self.client.as_ref()?;
-        let mut state = self.state.lock().await;
-        if let Some(connection) = &state.connection {
+    /// The connection, if there is one now. Never waits: without one, an
+    /// attempt starts in the background (at most once a second) and the
+    /// caller goes to PostgreSQL meanwhile.
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        let shared = self.shared.as_ref()?;
+        if let Some(connection) = shared
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return Some(connection.clone());
         }
-        if state
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            return None;
-        }
-        state.last_attempt = Some(Instant::now());
-        let connect = client.get_multiplexed_async_connection();
-        match tokio::time::timeout(Duration::from_secs(1), connect).await {
-            Ok(Ok(connection)) => {
-                state.connection = Some(connection.clone());
-                Some(connection)
-            }
-            Ok(Err(e)) => {
-                self.warn(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.warn("connecting timed out");
-                None
-            }
-        }
-    }
-
-    fn warn(&self, error: &str) {
-        let mut last = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            tracing::warn!(error, "Redis is unreachable; serving from PostgreSQL");
-            *last = Some(Instant::now());
-        }
+        Shared::reconnect(shared);
+        None
     }
 
     /// Runs a script within the budget; `None` on any failure (counted
@@ -126,7 +120,7 @@ impl Redis {
         operation: &'static str,
         invocation: &ScriptInvocation<'_>,
     ) -> Option<T> {
-        let Some(mut connection) = self.connection().await else {
+        let Some(mut connection) = self.connection() else {
             self.errors.with_label_values(&[operation]).inc();
             return None;
         };
@@ -134,10 +128,12 @@ impl Redis {
             Ok(Ok(value)) => Some(value),
             Ok(Err(e)) => {
                 self.errors.with_label_values(&[operation]).inc();
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.state.lock().await.connection = None;
+                if let Some(shared) = &self.shared {
+                    if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                        *shared.connection.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
+                    shared.warn(&e.to_string());
                 }
-                self.warn(&e.to_string());
                 None
             }
             Err(_) => {
@@ -145,6 +141,40 @@ impl Redis {
                 self.errors.with_label_values(&[operation]).inc();
                 None
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Starts a connection attempt in the background unless one started
+    /// less than a second ago.
+    fn reconnect(this: &Arc<Self>) {
+        {
+            let mut last = lock(&this.last_attempt);
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let shared = this.clone();
+        this.runtime.spawn(async move {
+            let connect = shared.client.get_multiplexed_async_connection();
+            match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                Ok(Ok(connection)) => {
+                    *shared.connection.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(connection);
+                }
+                Ok(Err(e)) => shared.warn(&e.to_string()),
+                Err(_) => shared.warn("connecting timed out"),
+            }
+        });
+    }
+
+    fn warn(&self, error: &str) {
+        let mut last = lock(&self.last_warning);
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            tracing::warn!(error, "Redis is unreachable; serving from PostgreSQL");
+            *last = Some(Instant::now());
         }
     }
 }
