@@ -12,6 +12,7 @@
 //! then reads, as a polling client would have seen it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 #[derive(Clone, Default)]
 pub struct Outcomes {
     waiters: Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<()>>>>>,
+    /// Set when the replica starts to shut down: nobody waits any more.
+    closed: Arc<AtomicBool>,
 }
 
 /// One registered waiter; dropping it forgets the registration.
@@ -49,7 +52,11 @@ impl Outcomes {
     /// so that an outcome decided in between is not missed.
     pub fn register(&self, order_id: Uuid) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.lock().entry(order_id).or_default().push(tx);
+        if self.closed.load(Ordering::SeqCst) {
+            let _ = tx.send(());
+        } else {
+            self.lock().entry(order_id).or_default().push(tx);
+        }
         Waiter {
             outcomes: self.clone(),
             order_id,
@@ -66,8 +73,11 @@ impl Outcomes {
         }
     }
 
-    /// Wakes every waiter (shutdown: each answers with what it reads).
-    pub fn wake_all(&self) {
+    /// Wakes every waiter, and every later one at once: the replica is
+    /// shutting down, so each answers with what it reads now instead of
+    /// holding up the drain.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         for (_, waiters) in self.lock().drain() {
             for waiter in waiters {
                 let _ = waiter.send(());
@@ -117,8 +127,8 @@ struct OrderRef {
     order_id: Uuid,
 }
 
-/// Keeps this replica's outcome queue consumed until `shutdown`, then wakes
-/// every waiter.
+/// Keeps this replica's outcome queue consumed until `shutdown`, then
+/// closes `outcomes`.
 pub async fn run(broker: Broker, outcomes: Outcomes, shutdown: CancellationToken) {
     broker
         .supervise("order-outcomes", shutdown.clone(), |connection| {
@@ -130,7 +140,26 @@ pub async fn run(broker: Broker, outcomes: Outcomes, shutdown: CancellationToken
             )
         })
         .await;
-    outcomes.wake_all();
+    outcomes.close();
+}
+
+/// Closes `outcomes` when the process is asked to stop (SIGTERM or Ctrl-C),
+/// as the HTTP server begins to drain: waiting requests answer at once.
+pub async fn close_on_signal(outcomes: Outcomes) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    outcomes.close();
 }
 
 async fn listen(
@@ -219,5 +248,17 @@ mod tests {
         assert_eq!(outcomes.waiting(), 1);
         other.wait(Duration::from_millis(10)).await;
         assert_eq!(outcomes.waiting(), 0, "a timed-out waiter leaves nothing");
+
+        // Shutting down: waiting ones and later ones answer at once.
+        let before = outcomes.register(a);
+        outcomes.close();
+        let after = outcomes.register(b);
+        tokio::time::timeout(Duration::from_secs(1), async {
+            before.wait(Duration::from_secs(60)).await;
+            after.wait(Duration::from_secs(60)).await;
+        })
+        .await
+        .expect("closed");
+        assert_eq!(outcomes.waiting(), 0);
     }
 }

@@ -41,6 +41,8 @@ impl Application {
             outcomes.clone(),
             runtime.lifecycle.token(),
         ));
+        // Not a lifecycle task: the signal comes before the lifecycle stops.
+        tokio::spawn(outcomes::close_on_signal(outcomes.clone()));
         let orders = web::Data::new(Orders::new(
             runtime.pool.clone(),
             catalog,
