@@ -68,7 +68,12 @@ impl Application {
                 ORDER_PRODUCT_EVENTS,
                 ProductEventsHandler,
                 runtime.messaging.clone(),
-                ConsumerSettings::default(),
+                // Product changes are rare and each applies in one statement:
+                // a little concurrency leaves the pool to the saga and the API.
+                ConsumerSettings {
+                    prefetch: 2,
+                    ..ConsumerSettings::default()
+                },
             );
             runtime
                 .lifecycle
