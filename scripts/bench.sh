@@ -86,6 +86,13 @@ stop() {
 }
 trap stop EXIT
 
+# Measure our own services, never whatever else answers on these ports.
+for port in "${PORTS[@]}"; do
+  if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+    log "port $port is taken by another process; stop it first"; exit 1
+  fi
+done
+
 export RUST_LOG=${RUST_LOG:-warn} AMQP_PREFIX=$PREFIX
 export JWKS_URL=http://127.0.0.1:${PORTS[0]}/.well-known/jwks.json
 export CATALOG_URL=http://127.0.0.1:${PORTS[1]}
@@ -99,7 +106,9 @@ for service in auth-svc catalog-svc order-svc; do
     curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null 2>&1 && break
     sleep 0.25
   done
-  curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null || { log "$service did not become ready"; cat "$OUT/$service.log"; exit 1; }
+  if ! kill -0 "${pids[-1]}" 2>/dev/null || ! curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null; then
+    log "$service did not become ready"; cat "$OUT/$service.log"; exit 1
+  fi
   i=$((i + 1))
 done
 
