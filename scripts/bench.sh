@@ -24,19 +24,12 @@ SECS=${BENCH_SECS:-20}
 RATE=${BENCH_RATE:-100}
 PREFIX=bench.
 PORTS=(18081 18082 18083)
-log() { printf '[bench] %s\n' "$*" >&2; }
+LOG_PREFIX=bench
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-command -v wrk >/dev/null || {
-  log "installing wrk with apt"
-  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_=sudo
-  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null ||
-    { $sudo_ apt-get update -qq && $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-}
-command -v pgbench >/dev/null || {
-  log "installing pgbench (postgresql-contrib) with apt"
-  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_=sudo
-  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib >/dev/null
-}
+command -v wrk >/dev/null || apt_install wrk
+command -v pgbench >/dev/null || apt_install postgresql-contrib
 
 # BENCH_BIN: measure binaries built elsewhere (say, an earlier commit's).
 BIN=${BENCH_BIN:-$TARGET/release}
@@ -44,15 +37,6 @@ if [ -z "${BENCH_BIN:-}" ]; then
   log "building the release binaries"
   cargo build --release -q -p auth-svc -p catalog-svc -p order-svc -p loadgen
 fi
-
-# Superuser SQL, as dev-stack.sh does it.
-psql_admin() {
-  if psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 </dev/null; then
-    psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -tA "$@"
-  else
-    runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -tA "$@"
-  fi
-}
 
 # --- 1. the PostgreSQL bound --------------------------------------------------
 log "loading the PostgreSQL bound's schema (database bench)"

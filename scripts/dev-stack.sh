@@ -6,22 +6,9 @@
 set -euo pipefail
 
 DATABASES=(shop_auth shop_catalog shop_orders)
-PG_HOST=127.0.0.1
-PG_PORT=5432
-
-log() { printf '[dev-stack] %s\n' "$*" >&2; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    log "need root for: $*  (install sudo or run as root)"; exit 1
-  fi
-}
-
-apt_install() {
-  log "installing $* with apt"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+LOG_PREFIX=dev-stack
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Polls a command until it succeeds or the deadline passes.
 wait_for() {
@@ -45,16 +32,6 @@ ensure_postgres() {
   log "starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_for PostgreSQL 60 pg_up
-}
-
-# Runs SQL as the database superuser: over TCP where trust auth allows it,
-# else as the postgres OS user over the local socket (peer auth).
-psql_admin() {
-  if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 </dev/null; then
-    psql -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tA "$@"
-  else
-    as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres -tA "$@"
-  fi
 }
 
 ensure_databases() {

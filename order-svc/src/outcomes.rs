@@ -52,11 +52,14 @@ impl Outcomes {
     /// so that an outcome decided in between is not missed.
     pub fn register(&self, order_id: Uuid) -> Waiter {
         let (tx, rx) = oneshot::channel();
+        // Under the map's lock, so that a concurrent `close` cannot miss it.
+        let mut waiters = self.lock();
         if self.closed.load(Ordering::SeqCst) {
             let _ = tx.send(());
         } else {
-            self.lock().entry(order_id).or_default().push(tx);
+            waiters.entry(order_id).or_default().push(tx);
         }
+        drop(waiters);
         Waiter {
             outcomes: self.clone(),
             order_id,
@@ -66,33 +69,37 @@ impl Outcomes {
 
     /// Wakes everyone waiting on `order_id`.
     pub fn settled(&self, order_id: Uuid) {
-        if let Some(waiters) = self.lock().remove(&order_id) {
-            for waiter in waiters {
-                let _ = waiter.send(());
-            }
-        }
+        let waiters = self.lock().remove(&order_id);
+        wake(waiters.into_iter().flatten());
     }
 
     /// Wakes every waiter, and every later one at once: the replica is
     /// shutting down, so each answers with what it reads now instead of
     /// holding up the drain.
     pub fn close(&self) {
+        let mut waiters = self.lock();
         self.closed.store(true, Ordering::SeqCst);
-        for (_, waiters) in self.lock().drain() {
-            for waiter in waiters {
-                let _ = waiter.send(());
-            }
-        }
+        let all: Vec<_> = waiters.drain().flat_map(|(_, w)| w).collect();
+        drop(waiters);
+        wake(all);
     }
 
-    /// How many orders have waiters (for tests).
-    pub fn waiting(&self) -> usize {
+    /// How many orders have waiters.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<()>>>> {
         // A poisoned map still holds valid senders.
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn wake(waiters: impl IntoIterator<Item = oneshot::Sender<()>>) {
+    for waiter in waiters {
+        // A waiter that gave up already has nobody to tell.
+        let _ = waiter.send(());
     }
 }
 

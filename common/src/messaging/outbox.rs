@@ -8,8 +8,8 @@
 //! crash between confirm and commit republishes a row: delivery is
 //! at-least-once and consumers deduplicate by message id.
 //!
-//! Whoever commits outbox rows wakes the relays of its process with
-//! [`commit`] (or [`wake_relays`]); a relay also polls, which covers rows of
+//! Whoever commits outbox rows does so with [`commit`], which wakes the
+//! relays of its process; a relay also polls, which covers rows of
 //! a replica that died between commit and publish. No `NOTIFY` is sent: it
 //! would take PostgreSQL's cluster-wide notification lock in every business
 //! commit. Sent rows are pruned after a retention period.
@@ -59,7 +59,7 @@ pub async fn enqueue<T: Event>(
 static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 
 /// Tells this process's relays that outbox rows were committed.
-pub fn wake_relays() {
+fn wake_relays() {
     WAKE.send_modify(|n| *n = n.wrapping_add(1));
 }
 
