@@ -8,6 +8,21 @@ use crate::domain::NewUser;
 use crate::error::ApiError;
 use crate::repository::users::{self, UserRecord};
 
+/// Fails with `UsernameTaken` or `EmailTaken` when either is registered
+/// already (ignoring case).
+pub async fn ensure_available(pool: &PgPool, user: &NewUser) -> Result<(), ApiError> {
+    let client = db::client(pool).await?;
+    let (username_taken, email_taken) =
+        users::taken(&client, user.username.as_str(), user.email.as_str()).await?;
+    if username_taken {
+        Err(ApiError::UsernameTaken)
+    } else if email_taken {
+        Err(ApiError::EmailTaken)
+    } else {
+        Ok(())
+    }
+}
+
 /// Stores a new user and its `user.registered` event in one transaction.
 pub async fn register(
     pool: &PgPool,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{ConfigError, JwtConfig, ServiceConfig, Sources};
+use common::config::{ConfigError, EdgeConfig, JwtConfig, ServiceConfig, Sources};
 use serde::Deserialize;
 
 /// Settings only auth-svc has.
@@ -11,6 +11,11 @@ use serde::Deserialize;
 pub struct AuthSettings {
     /// bcrypt work factor (4..=31); each step doubles the cost of a hash.
     pub bcrypt_cost: u32,
+    /// Hashes computed at once; unset: one per core.
+    pub bcrypt_concurrency: Option<usize>,
+    /// Hashes that may wait for a worker; unset: twice the concurrency.
+    /// Beyond it a login or registration is answered 503 at once.
+    pub bcrypt_queue: Option<usize>,
     /// PKCS#8 PEM Ed25519 key to sign with; unset: a key kept in the database.
     pub jwt_private_key_file: Option<PathBuf>,
     /// Lifetime of an access token, in seconds.
@@ -26,6 +31,8 @@ pub struct AuthConfig {
     pub jwt: JwtConfig,
     /// Password hashing and token settings.
     pub auth: AuthSettings,
+    /// Redis and rate limits.
+    pub edge: EdgeConfig,
 }
 
 impl AuthConfig {
@@ -44,6 +51,7 @@ impl AuthConfig {
             service: sources.get()?,
             jwt: sources.get()?,
             auth: sources.get()?,
+            edge: EdgeConfig::load(&sources)?,
         };
         if !(4..=31).contains(&config.auth.bcrypt_cost) {
             return Err(ConfigError::Message(
@@ -56,6 +64,21 @@ impl AuthConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// Hashes computed at once: `BCRYPT_CONCURRENCY`, else one per core.
+    pub fn bcrypt_concurrency(&self) -> usize {
+        self.auth
+            .bcrypt_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, Into::into))
+            .max(1)
+    }
+
+    /// Hashes that may wait: `BCRYPT_QUEUE`, else twice the concurrency.
+    pub fn bcrypt_queue(&self) -> usize {
+        self.auth
+            .bcrypt_queue
+            .unwrap_or_else(|| 2 * self.bcrypt_concurrency())
     }
 
     /// Token lifetime.

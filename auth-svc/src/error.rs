@@ -4,9 +4,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use common::db::DbError;
+use common::ratelimit::RateLimited;
 use common::telemetry::error_chain;
 use common::web::{FieldErrors, Problem};
 
+use crate::hashing::HashError;
 use crate::repository::users::{EMAIL_UNIQUE, USERNAME_UNIQUE};
 
 /// Everything a request to auth-svc can fail with.
@@ -27,6 +29,12 @@ pub enum ApiError {
     /// A valid token whose user no longer exists.
     #[error("the token's user does not exist")]
     UnknownSubject,
+    /// Over a rate limit.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    /// Every password worker is busy and the queue is full.
+    #[error("too many password checks in progress")]
+    Busy,
     /// The database failed.
     #[error(transparent)]
     Database(DbError),
@@ -38,6 +46,15 @@ pub enum ApiError {
 impl From<FieldErrors> for ApiError {
     fn from(errors: FieldErrors) -> Self {
         ApiError::Validation(errors)
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => ApiError::Busy,
+            HashError::Failed(e) => ApiError::Unexpected(e),
+        }
     }
 }
 
@@ -78,10 +95,13 @@ impl ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="shop", error="invalid_token""#),
                 ),
-            ApiError::Database(e) if e.is_unavailable() => {
-                Problem::unavailable("the database is not reachable", 2)
-            }
-            ApiError::Database(_) | ApiError::Unexpected(_) => Problem::internal(),
+            ApiError::RateLimited(limited) => limited.problem(),
+            ApiError::Busy => Problem::unavailable(
+                "too many logins and registrations in progress; try again in a moment",
+                1,
+            ),
+            ApiError::Database(e) => e.problem(),
+            ApiError::Unexpected(_) => Problem::internal(),
         }
     }
 }

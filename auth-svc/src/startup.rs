@@ -7,7 +7,8 @@ use common::service::{Running, RunningHandle, ServiceRuntime};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use crate::config::AuthConfig;
-use crate::{hashing, keys, openapi, routes};
+use crate::hashing::Hasher;
+use crate::{keys, openapi, routes};
 
 /// The schema migrations of the auth database, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../diesel-migrations/auth");
@@ -18,8 +19,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Signs tokens and publishes the JWKS.
     pub issuer: TokenIssuer,
-    /// bcrypt work factor for new hashes.
-    pub bcrypt_cost: u32,
+    /// Bounded bcrypt work.
+    pub hasher: Hasher,
     /// Checked for unknown users, so that login timing does not leak them.
     pub dummy_hash: String,
 }
@@ -31,7 +32,8 @@ impl Application {
     /// Migrates the database, loads the signing key, starts the outbox relay
     /// and binds the listener (`HTTP_ADDR` port 0 picks a free port).
     pub async fn build(config: AuthConfig) -> anyhow::Result<Self> {
-        let runtime = ServiceRuntime::start("auth-svc", &config.service, MIGRATIONS).await?;
+        let runtime =
+            ServiceRuntime::start("auth-svc", &config.service, &config.edge, MIGRATIONS).await?;
         let issuer = keys::load_issuer(&config, &runtime.pool).await?;
         // auth-svc trusts exactly the keys it publishes; no HTTP round trip.
         let verifier = web::Data::new(TokenVerifier::from_jwk_set(
@@ -39,17 +41,23 @@ impl Application {
             &config.jwt.jwt_issuer,
             &config.jwt.jwt_audience,
         ));
-        let dummy_hash = hashing::dummy_hash(config.auth.bcrypt_cost).await?;
+        let hasher = Hasher::new(
+            config.auth.bcrypt_cost,
+            config.bcrypt_concurrency(),
+            config.bcrypt_queue(),
+            runtime.metrics.registry(),
+        )?;
+        let dummy_hash = hasher.dummy_hash().await?;
         let state = web::Data::new(AppState {
             pool: runtime.pool.clone(),
             issuer,
-            bcrypt_cost: config.auth.bcrypt_cost,
+            hasher,
             dummy_hash,
         });
         let running = runtime.serve("auth-svc", &config.service, move |cfg| {
             cfg.app_data(state.clone())
                 .app_data(verifier.clone())
-                .route("/openapi.json", web::get().to(openapi::openapi_json));
+                .service(web::resource("/openapi.json").get(openapi::openapi_json));
             routes::configure(cfg);
         })?;
         Ok(Self(running))

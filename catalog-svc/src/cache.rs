@@ -22,6 +22,7 @@
 //! not raise `p` leaves a stale entry at most until [`TTL`], and only where
 //! readers reach Redis while that writer did not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::Redis;
@@ -88,20 +89,16 @@ pub struct CachedProduct {
 
 /// The product cache over a fail-open Redis handle.
 pub struct ProductCache {
-    redis: Redis,
+    redis: Arc<Redis>,
     lookups: IntCounterVec,
     get: Script,
     fill: Script,
     mark: Script,
 }
 
-fn key(id: Uuid) -> String {
-    format!("shop:product:{id}")
-}
-
 impl ProductCache {
     /// A cache over `redis`, registering `product_cache_lookups_total{result}`.
-    pub fn new(redis: Redis, registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(redis: Arc<Redis>, registry: &Registry) -> Result<Self, prometheus::Error> {
         let lookups = IntCounterVec::new(
             Opts::new(
                 "product_cache_lookups_total",
@@ -119,9 +116,13 @@ impl ProductCache {
         })
     }
 
+    fn key(&self, id: Uuid) -> String {
+        self.redis.key(format_args!("product:{id}"))
+    }
+
     /// The cached body of product `id`, when it may be served.
     pub async fn get(&self, id: Uuid) -> Option<CachedProduct> {
-        let invocation = self.get.key(key(id));
+        let invocation = self.get.key(self.key(id));
         let entry: Option<Option<(i64, String)>> = self.redis.run("product_get", &invocation).await;
         let hit = entry
             .flatten()
@@ -134,7 +135,7 @@ impl ProductCache {
     /// Offers the body of product `id` at `version`, read from PostgreSQL;
     /// kept only if nothing newer is there.
     pub async fn fill(&self, id: Uuid, version: i64, body: &str) {
-        let mut invocation = self.fill.key(key(id));
+        let mut invocation = self.fill.key(self.key(id));
         invocation
             .arg(version)
             .arg(body)
@@ -164,7 +165,7 @@ impl ProductCache {
             .arg(lease.as_millis() as u64)
             .arg(TTL.as_millis() as u64);
         for (id, version) in writes {
-            invocation.key(key(*id)).arg(*version);
+            invocation.key(self.key(*id)).arg(*version);
         }
         let _: Option<i64> = self.redis.run("product_mark", &invocation).await;
     }

@@ -1,7 +1,6 @@
 //! catalog-svc settings (DESIGN.md §6).
 
-use common::config::{ConfigError, JwtConfig, ServiceConfig, Sources, VerifierConfig};
-use common::redis::RedisConfig;
+use common::config::{ConfigError, EdgeConfig, JwtConfig, ServiceConfig, Sources, VerifierConfig};
 
 /// Everything catalog-svc reads at start-up.
 #[derive(Debug, Clone)]
@@ -12,8 +11,8 @@ pub struct CatalogConfig {
     pub jwt: JwtConfig,
     /// Where the verification keys come from.
     pub verifier: VerifierConfig,
-    /// The Redis of the product cache.
-    pub redis: RedisConfig,
+    /// The Redis of the product cache and the rate limits.
+    pub edge: EdgeConfig,
 }
 
 impl CatalogConfig {
@@ -25,14 +24,12 @@ impl CatalogConfig {
                 "database_url",
                 "postgres://shop:shop@127.0.0.1:5432/shop_catalog",
             ),
-            ("redis_url", "redis://127.0.0.1:6379"),
-            ("redis_timeout_ms", "5"),
         ])?;
         Ok(Self {
             service: sources.get()?,
             jwt: sources.get()?,
             verifier: sources.get()?,
-            redis: sources.get()?,
+            edge: EdgeConfig::load(&sources)?,
         })
     }
 }

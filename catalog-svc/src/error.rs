@@ -79,8 +79,8 @@ impl ApiError {
                 }
                 problem
             }
-            ApiError::Database(e) if e.is_unavailable() => Problem::unavailable("the database is not reachable", 2),
-            ApiError::Database(_) | ApiError::Unexpected(_) => Problem::internal(),
+            ApiError::Database(e) => e.problem(),
+            ApiError::Unexpected(_) => Problem::internal(),
         }
     }
 }

@@ -8,7 +8,6 @@ use common::db::PgPool;
 use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
 use common::messaging::topology::CATALOG_ORDER_EVENTS;
-use common::redis::Redis;
 use common::service::{Running, RunningHandle, ServiceRuntime};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use prometheus::IntCounter;
@@ -36,7 +35,8 @@ impl Application {
     /// Migrates, starts the outbox relay and (unless `RUN_CONSUMERS=false`)
     /// the order-events consumer, and binds the listener (port 0: any free port).
     pub async fn build(config: CatalogConfig) -> anyhow::Result<Self> {
-        let runtime = ServiceRuntime::start("catalog-svc", &config.service, MIGRATIONS).await?;
+        let runtime =
+            ServiceRuntime::start("catalog-svc", &config.service, &config.edge, MIGRATIONS).await?;
         let verifier = web::Data::new(
             TokenVerifier::from_config(&config.verifier, &config.jwt)
                 .map_err(anyhow::Error::msg)?,
@@ -49,8 +49,10 @@ impl Application {
             .metrics
             .registry()
             .register(Box::new(conflicts.clone()))?;
-        let redis = Redis::new(&config.redis, runtime.metrics.registry())?;
-        let cache = Arc::new(ProductCache::new(redis, runtime.metrics.registry())?);
+        let cache = Arc::new(ProductCache::new(
+            runtime.redis.clone(),
+            runtime.metrics.registry(),
+        )?);
         if config.service.run_consumers {
             let consumer = Consumer::new(
                 runtime.broker.clone(),
@@ -71,7 +73,7 @@ impl Application {
         let running = runtime.serve("catalog-svc", &config.service, move |cfg| {
             cfg.app_data(state.clone())
                 .app_data(verifier.clone())
-                .route("/openapi.json", web::get().to(openapi::openapi_json));
+                .service(web::resource("/openapi.json").get(openapi::openapi_json));
             routes::configure(cfg);
         })?;
         Ok(Self(running))

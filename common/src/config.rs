@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 
 pub use config::ConfigError;
 
+use crate::ratelimit::{RateLimitConfig, RateLimitSettings};
+use crate::redis::RedisConfig;
+
 /// Defaults that hold for every service (DESIGN.md §6).
 const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
@@ -22,6 +25,11 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("jwt_issuer", "shop-auth"),
     ("jwt_audience", "shop"),
     ("jwks_url", "http://127.0.0.1:8081/.well-known/jwks.json"),
+    ("redis_url", "redis://127.0.0.1:6379"),
+    ("redis_timeout_ms", "5"),
+    ("redis_key_prefix", "shop:"),
+    ("rate_limits", "on"),
+    ("trusted_proxies", ""),
 ];
 
 /// The layered configuration sources of one process, ready to be read into
@@ -70,6 +78,27 @@ pub struct ServiceConfig {
     /// deadlines). `false` makes an API-only replica, so API and workers can
     /// be scaled apart.
     pub run_consumers: bool,
+}
+
+/// What every service's edge needs: the Redis it shares with the other
+/// replicas, and the rate limits kept there.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeConfig {
+    /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`.
+    pub redis: RedisConfig,
+    /// `RATE_LIMITS`, `RATE_LIMIT_<POLICY>`, `TRUSTED_PROXIES`.
+    pub limits: RateLimitConfig,
+}
+
+impl EdgeConfig {
+    /// Reads and validates both from `sources`.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let settings: RateLimitSettings = sources.get()?;
+        Ok(Self {
+            redis: sources.get()?,
+            limits: RateLimitConfig::from_settings(&settings).map_err(ConfigError::Message)?,
+        })
+    }
 }
 
 /// Who issues tokens and for whom; signer and verifiers must agree.

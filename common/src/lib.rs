@@ -14,9 +14,11 @@ pub mod lifecycle;
 pub mod messaging;
 pub mod money;
 pub mod pagination;
+pub mod ratelimit;
 pub mod redis;
 pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod web;

@@ -1,7 +1,8 @@
 //! Redis as an accelerator, never a dependency: every call has a small time
 //! budget, and a call that fails or runs out of it is reported as `None` so
-//! that the caller falls back to PostgreSQL. Nothing here ever turns into a
-//! 5xx or an unready service.
+//! that the caller goes on without it (the product cache reads PostgreSQL,
+//! rate limits let the request through). Nothing here ever turns into a 5xx
+//! or an unready service.
 //!
 //! One multiplexed connection per process, opened in the background and
 //! reopened (an attempt at most once a second) after a failure; no request
@@ -23,8 +24,11 @@ pub struct RedisConfig {
     /// Where Redis listens, e.g. `redis://127.0.0.1:6379`.
     pub redis_url: SecretString,
     /// The budget of one Redis call, in milliseconds; beyond it the caller
-    /// goes to PostgreSQL.
+    /// goes on without Redis.
     pub redis_timeout_ms: u64,
+    /// Prepended to every key, so that several installations (or tests)
+    /// can share one Redis.
+    pub redis_key_prefix: String,
 }
 
 impl Default for RedisConfig {
@@ -32,6 +36,7 @@ impl Default for RedisConfig {
         Self {
             redis_url: String::from("redis://127.0.0.1:6379").into(),
             redis_timeout_ms: 5,
+            redis_key_prefix: "shop:".into(),
         }
     }
 }
@@ -49,6 +54,7 @@ struct Shared {
 /// A fail-open handle to Redis.
 pub struct Redis {
     shared: Option<Arc<Shared>>,
+    prefix: String,
     budget: Duration,
     errors: IntCounterVec,
 }
@@ -91,9 +97,15 @@ impl Redis {
         }
         Ok(Self {
             shared,
+            prefix: config.redis_key_prefix.clone(),
             budget: Duration::from_millis(config.redis_timeout_ms.max(1)),
             errors,
         })
+    }
+
+    /// `name` under this installation's key prefix.
+    pub fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.prefix)
     }
 
     /// The connection, if there is one now. Never waits: without one, an
@@ -173,7 +185,10 @@ impl Shared {
     fn warn(&self, error: &str) {
         let mut last = lock(&self.last_warning);
         if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            tracing::warn!(error, "Redis is unreachable; serving from PostgreSQL");
+            tracing::warn!(
+                error,
+                "Redis is unreachable; products are read from PostgreSQL and rate limits are not enforced meanwhile"
+            );
             *last = Some(Instant::now());
         }
     }

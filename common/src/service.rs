@@ -3,17 +3,20 @@
 //! background tasks.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 
-use crate::config::ServiceConfig;
+use crate::config::{EdgeConfig, ServiceConfig};
 use crate::db::{self, PgPool};
 use crate::lifecycle::Lifecycle;
 use crate::messaging::outbox::RelaySettings;
 use crate::messaging::{Broker, MessagingMetrics, OutboxRelay, Topology};
+use crate::ratelimit::RateLimiter;
+use crate::redis::Redis;
 use crate::web::{HttpMetrics, Readiness, base_app};
 
 /// The shared runtime pieces of a service instance.
@@ -28,6 +31,10 @@ pub struct ServiceRuntime {
     pub messaging: MessagingMetrics,
     /// `/readyz` checks: database and broker.
     pub readiness: Readiness,
+    /// The Redis shared with the other replicas (fail-open).
+    pub redis: Arc<Redis>,
+    /// The rate limits, kept in that Redis.
+    pub limiter: Arc<RateLimiter>,
     /// Background tasks.
     pub lifecycle: Lifecycle,
 }
@@ -38,6 +45,7 @@ impl ServiceRuntime {
     pub async fn start(
         service: &str,
         config: &ServiceConfig,
+        edge: &EdgeConfig,
         migrations: diesel_migrations::EmbeddedMigrations,
     ) -> anyhow::Result<Self> {
         db::migrate(&config.database_url, migrations).await?;
@@ -50,6 +58,15 @@ impl ServiceRuntime {
         let metrics = HttpMetrics::new(service);
         let messaging = MessagingMetrics::register(metrics.registry())?;
         broker.register_metrics(metrics.registry())?;
+        // Redis is deliberately not a readiness check: without it the
+        // service still serves (reads from PostgreSQL, limits not enforced).
+        let redis = Arc::new(Redis::new(&edge.redis, metrics.registry())?);
+        let limiter = Arc::new(RateLimiter::new(
+            edge.limits.clone(),
+            redis.clone(),
+            &edge.redis.redis_key_prefix,
+            metrics.registry(),
+        )?);
         let readiness = Readiness::new()
             .with_check("database", db::readiness_check(pool.clone()))
             .with_check("broker", broker.readiness_check());
@@ -59,6 +76,8 @@ impl ServiceRuntime {
             metrics,
             messaging,
             readiness,
+            redis,
+            limiter,
             lifecycle: Lifecycle::new(),
         };
         let relay = OutboxRelay::new(
@@ -90,11 +109,13 @@ impl ServiceRuntime {
     {
         let metrics = web::Data::new(self.metrics);
         let readiness = web::Data::new(self.readiness);
+        let limiter = web::Data::from(self.limiter);
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("binding {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
-            base_app(metrics.clone(), readiness.clone()).configure(configure.clone())
+            base_app(metrics.clone(), readiness.clone(), limiter.clone())
+                .configure(configure.clone())
         })
         .listen(listener)?
         .shutdown_timeout(config.shutdown_timeout_secs)

@@ -103,6 +103,32 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Redis and rate limits for one test: keys under a prefix of its own (so
+/// parallel tests never share a bucket) and every policy on, with the
+/// per-address and per-writer ones high enough for any functional test (the
+/// rate-limit tests set their own).
+pub fn edge() -> crate::config::EdgeConfig {
+    use crate::ratelimit::{Policy, RateLimitConfig};
+    let limits = [Policy::LoginIp, Policy::RegisterIp, Policy::WritesUser]
+        .into_iter()
+        .try_fold(RateLimitConfig::default(), |limits, policy| {
+            limits.with(policy, "10000/min")
+        })
+        .expect("a valid rate");
+    edge_with(limits)
+}
+
+/// As [`edge`], with the given limits.
+pub fn edge_with(limits: crate::ratelimit::RateLimitConfig) -> crate::config::EdgeConfig {
+    crate::config::EdgeConfig {
+        redis: crate::redis::RedisConfig {
+            redis_key_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            ..Default::default()
+        },
+        limits,
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming
 /// `what`. Tests wait with this, never with a fixed sleep.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut check: F) -> T
@@ -306,4 +332,67 @@ pub async fn metric(
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A Redis server of one test's own, so that stopping it disturbs no one
+/// (`redis-server` must be installed; `make setup` does that).
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    /// Starts it again (on the same port) after [`PrivateRedis::stop`].
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (make setup installs it)");
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.port);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// [`edge_with`] pointing at this server, with a generous time budget
+    /// (such tests are about failing over, not about speed).
+    pub fn edge(&self, limits: crate::ratelimit::RateLimitConfig) -> crate::config::EdgeConfig {
+        let mut edge = edge_with(limits);
+        edge.redis.redis_url = format!("redis://127.0.0.1:{}", self.port).into();
+        edge.redis.redis_timeout_ms = 200;
+        edge
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

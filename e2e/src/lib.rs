@@ -27,6 +27,8 @@ pub struct StackOptions {
     pub catalog_consumes: bool,
     /// Whether the first order-svc instance consumes replies and sweeps.
     pub order_consumes: bool,
+    /// Redis and rate limits, shared by every instance of the stack.
+    pub edge: common::config::EdgeConfig,
 }
 
 impl Default for StackOptions {
@@ -35,6 +37,7 @@ impl Default for StackOptions {
             order_timeout_secs: 30,
             catalog_consumes: true,
             order_consumes: true,
+            edge: common::testing::edge(),
         }
     }
 }
@@ -143,7 +146,10 @@ impl Stack {
                 bcrypt_cost: 4,
                 jwt_private_key_file: None,
                 jwt_ttl_secs: 900,
+                bcrypt_concurrency: None,
+                bcrypt_queue: None,
             },
+            edge: options.edge.clone(),
         };
         let auth_app = auth_svc::Application::build(auth_config)
             .await
@@ -162,7 +168,7 @@ impl Stack {
             service: service_config(&catalog_db, &broker, options.catalog_consumes),
             jwt: jwt(),
             verifier: verifier.clone(),
-            redis: common::redis::RedisConfig::default(),
+            edge: options.edge.clone(),
         };
         let catalog = start_catalog(catalog_config.clone()).await;
         let catalog_config = CatalogConfig {
@@ -179,6 +185,7 @@ impl Stack {
                 order_timeout_secs: options.order_timeout_secs,
                 sweep_interval_ms: 200,
             },
+            edge: options.edge.clone(),
         };
         let order = start_order(order_config.clone()).await;
         let order_config = OrderConfig {

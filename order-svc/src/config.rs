@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use common::config::{ConfigError, JwtConfig, ServiceConfig, Sources, VerifierConfig};
+use common::config::{ConfigError, EdgeConfig, JwtConfig, ServiceConfig, Sources, VerifierConfig};
 use serde::Deserialize;
 
 /// Settings only order-svc has.
@@ -27,6 +27,8 @@ pub struct OrderConfig {
     pub verifier: VerifierConfig,
     /// Catalog and saga settings.
     pub orders: OrderSettings,
+    /// Redis and rate limits.
+    pub edge: EdgeConfig,
 }
 
 impl OrderConfig {
@@ -47,6 +49,7 @@ impl OrderConfig {
             jwt: sources.get()?,
             verifier: sources.get()?,
             orders: sources.get()?,
+            edge: EdgeConfig::load(&sources)?,
         };
         if config.orders.order_timeout_secs == 0 || config.orders.sweep_interval_ms == 0 {
             return Err(ConfigError::Message(

@@ -91,10 +91,8 @@ impl ApiError {
                 tracing::warn!(error = %e, "catalog-svc unavailable");
                 Problem::unavailable("the product catalog is unavailable; try again shortly", 5)
             }
-            ApiError::Database(e) if e.is_unavailable() => {
-                Problem::unavailable("the database is not reachable", 2)
-            }
-            ApiError::Database(_) | ApiError::Unexpected(_) => Problem::internal(),
+            ApiError::Database(e) => e.problem(),
+            ApiError::Unexpected(_) => Problem::internal(),
         }
     }
 }

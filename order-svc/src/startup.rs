@@ -29,7 +29,8 @@ impl Application {
     /// the saga consumer and the deadline sweeper, and binds the listener
     /// (port 0: any free port).
     pub async fn build(config: OrderConfig) -> anyhow::Result<Self> {
-        let runtime = ServiceRuntime::start("order-svc", &config.service, MIGRATIONS).await?;
+        let runtime =
+            ServiceRuntime::start("order-svc", &config.service, &config.edge, MIGRATIONS).await?;
         let verifier = web::Data::new(
             TokenVerifier::from_config(&config.verifier, &config.jwt)
                 .map_err(anyhow::Error::msg)?,
@@ -88,7 +89,7 @@ impl Application {
         let running = runtime.serve("order-svc", &config.service, move |cfg| {
             cfg.app_data(orders.clone())
                 .app_data(verifier.clone())
-                .route("/openapi.json", web::get().to(openapi::openapi_json));
+                .service(web::resource("/openapi.json").get(openapi::openapi_json));
             routes::configure(cfg);
         })?;
         Ok(Self(running))

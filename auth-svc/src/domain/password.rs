@@ -1,5 +1,7 @@
 //! A password, which never prints.
 
+use common::text::{Lines, check_controls};
+
 /// A password of 8 to 128 characters. `Debug` is redacted so that it cannot
 /// reach a log by accident.
 #[derive(Clone)]
@@ -12,8 +14,10 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    /// Accepts 8 to 128 characters (not bytes).
+    /// Accepts 8 to 128 characters (not bytes), none of them a control
+    /// character.
     pub fn parse(raw: String) -> Result<Self, &'static str> {
+        check_controls(&raw, Lines::Single)?;
         match raw.chars().count() {
             0..=7 => Err("must be at least 8 characters long"),
             8..=128 => Ok(Self(raw)),

@@ -1,5 +1,6 @@
 //! Request bodies of `/register` and `/login`, and what they parse into.
 
+use common::text::{Lines, check_controls};
 use common::web::FieldErrors;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -97,7 +98,9 @@ impl Credentials {
                 errors.add("username", "must be at most 254 characters long");
                 None
             }
-            Some(u) => Some(u),
+            Some(u) => errors
+                .check("username", check_controls(&u, Lines::Single))
+                .map(|()| u),
             None => {
                 errors.add("username", "is required");
                 None
@@ -110,7 +113,9 @@ impl Credentials {
             }
             // Any length up to the limit: an old password shorter than
             // today's rule must still be checked, not refused as invalid.
-            Some(p) if p.chars().count() <= 128 => Some(Password::candidate(p)),
+            Some(p) if p.chars().count() <= 128 => errors
+                .check("password", check_controls(&p, Lines::Single))
+                .map(|()| Password::candidate(p)),
             Some(_) => {
                 errors.add("password", "must be at most 128 characters long");
                 None

@@ -91,6 +91,23 @@ pub async fn find_by_login(
         .transpose()
 }
 
+/// Whether the username and the email are registered already (ignoring
+/// case), in that order.
+pub async fn taken(
+    client: &impl GenericClient,
+    username: &str,
+    email: &str,
+) -> Result<(bool, bool), DbError> {
+    let row = client
+        .query_one_cached(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1)), \
+                    EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))",
+            &[&username, &email],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
 /// Finds a user by id.
 pub async fn find_by_id(
     client: &impl GenericClient,

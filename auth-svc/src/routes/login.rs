@@ -1,14 +1,15 @@
 //! `POST /login`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::ratelimit::{Policy, RateLimiter};
 use common::web::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{Credentials, LoginRequest};
 use crate::error::ApiError;
+use crate::repository;
 use crate::startup::AppState;
-use crate::{hashing, repository};
 
 /// A bearer token.
 #[derive(Serialize, ToSchema)]
@@ -31,13 +32,23 @@ pub struct TokenResponse {
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many logins from this address, or too many failed ones for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Every password worker is busy (Retry-After: 1), or the database is down", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
+    limiter: web::Data<RateLimiter>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limiter.check_client(&req, Policy::LoginIp).await?;
     let credentials = Credentials::parse(body.into_inner())?;
+    // Every attempt on an account takes from its quota before the password
+    // is checked (so parallel guesses cannot slip past it); a success gives
+    // it back, so only failures count.
+    let account = credentials.login.to_lowercase();
+    limiter.check(&req, Policy::LoginAccount, &account).await?;
     let client = common::db::client(&state.pool).await?;
     let user = repository::users::find_by_login(&client, &credentials.login).await?;
     drop(client);
@@ -46,11 +57,12 @@ pub async fn login(
     let hash = user
         .as_ref()
         .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = hashing::verify(credentials.password, hash).await?;
+    let matches = state.hasher.verify(credentials.password, hash).await?;
     let user = match user {
         Some(user) if matches => user,
         _ => return Err(ApiError::InvalidCredentials),
     };
+    limiter.refund(Policy::LoginAccount, &account).await;
     let issued = state
         .issuer
         .issue(user.id, &user.username, user.role)

@@ -58,7 +58,10 @@ pub fn config_for(
             bcrypt_cost: 4,
             jwt_private_key_file: key_file,
             jwt_ttl_secs: 3600,
+            bcrypt_concurrency: None,
+            bcrypt_queue: None,
         },
+        edge: common::testing::edge(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use common::money::Money;
 use common::pagination::{Cursor, parse_limit};
+use common::text::{CONTROL_CHARACTERS, Lines, check_controls};
 use common::web::FieldErrors;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -50,6 +51,9 @@ impl ListQuery {
                 "q",
                 Err::<Option<String>, _>("must be at most 100 characters long"),
             ),
+            Some(q) if check_controls(q, Lines::Single).is_err() => {
+                errors.check("q", Err::<Option<String>, _>(CONTROL_CHARACTERS))
+            }
             Some(q) => Some(Some(q.to_string())),
         };
         let mut price = |field: &str, raw: Option<String>| match raw {

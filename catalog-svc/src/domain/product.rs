@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::money::Money;
+use common::text::{Lines, check_controls};
 use common::web::FieldErrors;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -69,7 +70,7 @@ const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 5000;
 const MAX_STOCK: i64 = 1_000_000_000;
 
-fn text(value: &Value, max: usize, allow_empty: bool) -> Result<String, String> {
+fn text(value: &Value, max: usize, allow_empty: bool, lines: Lines) -> Result<String, String> {
     let Value::String(s) = value else {
         return Err("must be a string".into());
     };
@@ -80,9 +81,7 @@ fn text(value: &Value, max: usize, allow_empty: bool) -> Result<String, String> 
     if s.chars().count() > max {
         return Err(format!("must be at most {max} characters long"));
     }
-    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err("must not contain control characters".into());
-    }
+    check_controls(s, lines)?;
     Ok(s.to_string())
 }
 
@@ -100,12 +99,12 @@ impl ProductInput {
     pub fn parse(req: &ProductRequest) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let name = match &req.name {
-            Some(v) => errors.check("name", text(v, MAX_NAME, false)),
+            Some(v) => errors.check("name", text(v, MAX_NAME, false, Lines::Single)),
             None => errors.check("name", Err::<String, _>("is required")),
         };
         let description = match &req.description {
             None | Some(Value::Null) => Some(String::new()),
-            Some(v) => errors.check("description", text(v, MAX_DESCRIPTION, true)),
+            Some(v) => errors.check("description", text(v, MAX_DESCRIPTION, true, Lines::Multi)),
         };
         let price = match &req.price {
             Some(raw) => errors.check("price", Money::from_json(raw)),

@@ -2,7 +2,7 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::auth::AuthUser;
+use common::ratelimit::Writer;
 use common::web::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -56,7 +56,7 @@ fn with_etag(mut response: actix_web::HttpResponseBuilder, product: &Product) ->
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    Writer(caller): Writer,
     body: web::Json<ProductRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = ProductInput::parse(&body)?;
@@ -143,7 +143,7 @@ pub async fn get(
 )]
 pub async fn update(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    Writer(caller): Writer,
     id: web::Path<Uuid>,
     req: HttpRequest,
     body: web::Json<ProductRequest>,
@@ -181,7 +181,7 @@ pub async fn update(
 )]
 pub async fn delete(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    Writer(caller): Writer,
     id: web::Path<Uuid>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {

@@ -4,20 +4,17 @@
 //! service answers from PostgreSQL, stays ready, and uses Redis again once
 //! it is back.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::auth::Role;
-use common::redis::RedisConfig;
-use common::testing::eventually;
+use common::testing::{PrivateRedis, eventually};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, User, product_body, spawn_app, spawn_app_with_redis};
+use crate::helpers::{TestApp, User, product_body, spawn_app, spawn_app_with_edge};
 use crate::reservations::order_created;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -162,65 +159,10 @@ async fn readers_never_see_a_version_older_than_one_committed_before_they_asked(
     assert_eq!(app.get(&id.to_string()).await.status(), 404);
 }
 
-/// A Redis server of this test's own, so that stopping it disturbs no one.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart();
-        redis
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (make setup installs it)");
-        self.child = Some(child);
-        let address = format!("127.0.0.1:{}", self.port);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(started.elapsed() < WAIT, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn config(&self) -> RedisConfig {
-        RedisConfig {
-            redis_url: format!("redis://127.0.0.1:{}", self.port).into(),
-            // Generous: this test is about failing over, not about speed.
-            redis_timeout_ms: 200,
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn with_redis_stopped_mid_run_reads_and_writes_go_on_from_postgres() {
     let mut redis = PrivateRedis::start();
-    let app = spawn_app_with_redis(redis.config()).await;
+    let app = spawn_app_with_edge(redis.edge(common::testing::edge().limits)).await;
     let owner = app.user(Role::Customer);
     let id = create(&app, &owner).await;
     let hits = || app.metric("product_cache_lookups_total", &[("result", "hit")]);

@@ -52,17 +52,17 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             jwt_audience: AUDIENCE.into(),
         },
         verifier,
-        redis: common::redis::RedisConfig::default(),
+        edge: common::testing::edge(),
     }
 }
 
 /// catalog-svc trusting a public key file whose private half the test holds.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with_redis(common::redis::RedisConfig::default()).await
+    spawn_app_with_edge(common::testing::edge()).await
 }
 
-/// catalog-svc caching products in the Redis at `redis`.
-pub async fn spawn_app_with_redis(redis: common::redis::RedisConfig) -> TestApp {
+/// catalog-svc with the given Redis and rate limits.
+pub async fn spawn_app_with_edge(edge: common::config::EdgeConfig) -> TestApp {
     common::telemetry::init_for_tests();
     let key = SigningKey::generate();
     let key_file = std::env::temp_dir().join(format!("catalog-test-{}.pub.pem", Uuid::new_v4()));
@@ -74,7 +74,7 @@ pub async fn spawn_app_with_redis(redis: common::redis::RedisConfig) -> TestApp 
         jwt_public_key_file: Some(key_file.clone()),
     };
     let config = CatalogConfig {
-        redis,
+        edge,
         ..config(&db, &broker, verifier)
     };
     let app = catalog_svc::Application::build(config)

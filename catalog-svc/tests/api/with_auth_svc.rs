@@ -82,6 +82,9 @@ fn auth_svc_config(db: &TestDatabase, broker: &TestBroker) -> auth_svc::AuthConf
             bcrypt_cost: 4,
             jwt_private_key_file: None,
             jwt_ttl_secs: 900,
+            bcrypt_concurrency: None,
+            bcrypt_queue: None,
         },
+        edge: base.edge,
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Keys are served from memory; an unknown `kid` triggers one refetch (so a
 //! key rotation is picked up at once), rate-limited so that tokens with
-//! made-up `kid`s cannot turn into a flood of requests. Cached keys are
-//! refreshed after `max_age`, and kept when auth-svc cannot be reached, so a
-//! short auth-svc outage does not log everybody out.
+//! made-up `kid`s cannot turn into a flood of requests. Cached keys older
+//! than `max_age` are still served while a refresh runs in the background
+//! (stale-while-revalidate), and kept when auth-svc cannot be reached: a
+//! slow, hung or absent auth-svc costs a request whose key is known nothing,
+//! and a short outage does not log everybody out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,11 +28,16 @@ struct State {
 
 /// Fetches and caches the JWKS published at a URL.
 pub struct JwksCache {
+    inner: Arc<Inner>,
+}
+
+/// What the cache and its background refreshes share.
+struct Inner {
     url: String,
     client: reqwest::Client,
     state: RwLock<State>,
     /// Serialises fetches, so concurrent misses cause one request.
-    fetching: tokio::sync::Mutex<()>,
+    fetching: Arc<tokio::sync::Mutex<()>>,
     max_age: Duration,
     min_refetch_interval: Duration,
 }
@@ -54,39 +61,56 @@ impl JwksCache {
             .build()
             .expect("a client without TLS options always builds");
         Self {
-            url: url.into(),
-            client,
-            state: RwLock::new(State::default()),
-            fetching: tokio::sync::Mutex::new(()),
-            max_age,
-            min_refetch_interval,
+            inner: Arc::new(Inner {
+                url: url.into(),
+                client,
+                state: RwLock::new(State::default()),
+                fetching: Arc::new(tokio::sync::Mutex::new(())),
+                max_age,
+                min_refetch_interval,
+            }),
         }
     }
 
+    /// The key for `kid`. A known key is answered at once, even when it is
+    /// due for a refresh (which then starts in the background, one at a
+    /// time); an unknown `kid` waits for one (rate-limited) fetch.
+    pub async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, TokenError> {
+        match self.inner.lookup(kid) {
+            (Some(key), true) => return Ok(key),
+            (Some(key), false) => {
+                // Nobody waits for it: a fetch already under way makes this
+                // one unnecessary, and a failed one keeps the cached keys.
+                if let Ok(guard) = self.inner.fetching.clone().try_lock_owned() {
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        let _ = inner.refresh_locked(guard).await;
+                    });
+                }
+                return Ok(key);
+            }
+            (None, _) => {
+                let guard = self.inner.fetching.clone().lock_owned().await;
+                self.inner.refresh_locked(guard).await?;
+            }
+        }
+        self.inner.lookup(kid).0.ok_or(TokenError::UnknownKey)
+    }
+}
+
+impl Inner {
     fn lookup(&self, kid: &str) -> (Option<Arc<DecodingKey>>, bool) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
         (state.keys.get(kid).cloned(), fresh)
     }
 
-    /// The key for `kid`, fetching the JWKS when needed.
-    pub async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, TokenError> {
-        match self.lookup(kid) {
-            (Some(key), true) => return Ok(key),
-            (Some(key), false) => {
-                if self.refresh().await.is_err() {
-                    return Ok(key);
-                }
-            }
-            (None, _) => self.refresh().await?,
-        }
-        self.lookup(kid).0.ok_or(TokenError::UnknownKey)
-    }
-
-    /// Refetches unless another fetch happened within the minimum interval;
-    /// fails when the JWKS could not be had.
-    async fn refresh(&self) -> Result<(), TokenError> {
-        let _one_at_a_time = self.fetching.lock().await;
+    /// Refetches, holding the fetch lock, unless another fetch happened
+    /// within the minimum interval; fails when the JWKS could not be had.
+    async fn refresh_locked(
+        &self,
+        _one_at_a_time: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), TokenError> {
         let recent = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             state
@@ -133,7 +157,7 @@ impl JwksCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -149,6 +173,8 @@ mod tests {
     struct FakeAuth {
         keys: Arc<Mutex<Option<JwkSet>>>,
         fetches: Arc<AtomicUsize>,
+        /// While set, requests hang (longer than the client's timeout).
+        hung: Arc<AtomicBool>,
     }
 
     impl FakeAuth {
@@ -164,6 +190,9 @@ mod tests {
                         let state = state.clone();
                         async move {
                             state.fetches.fetch_add(1, Ordering::SeqCst);
+                            if state.hung.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_secs(30)).await;
+                            }
                             match state.keys.lock().expect("lock").clone() {
                                 Some(keys) => HttpResponse::Ok().json(keys),
                                 None => HttpResponse::ServiceUnavailable().finish(),
@@ -261,5 +290,50 @@ mod tests {
             cold.verify(&token(&key)).await,
             Err(TokenError::KeysUnavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn stale_keys_are_served_at_once_and_refreshed_in_the_background() {
+        let auth = FakeAuth::default();
+        let url = auth.start().await;
+        let key = issuer();
+        auth.publish(&[&key]);
+        // Every lookup finds the cache due for a refresh.
+        let verifier = TokenVerifier::from_jwks(
+            JwksCache::with_intervals(url, Duration::ZERO, Duration::ZERO),
+            "iss",
+            "aud",
+        );
+        assert!(verifier.verify(&token(&key)).await.is_ok());
+        assert_eq!(auth.fetches(), 1);
+
+        // auth-svc hangs: verifying requests must not wait on the refresh
+        // (the client would give up only after 5 s).
+        auth.hung.store(true, Ordering::SeqCst);
+        for _ in 0..5 {
+            let verified =
+                tokio::time::timeout(Duration::from_millis(500), verifier.verify(&token(&key)))
+                    .await;
+            assert!(
+                matches!(verified, Ok(Ok(_))),
+                "a known key waited on a hung auth-svc"
+            );
+        }
+        // One background refresh is under way, not one per request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(auth.fetches(), 2, "refreshes run one at a time");
+
+        // Stopped rather than hung: the same.
+        auth.hung.store(false, Ordering::SeqCst);
+        *auth.keys.lock().expect("lock") = None;
+        tokio::time::sleep(Duration::from_secs(6)).await; // the hung fetch times out
+        let before = auth.fetches();
+        assert!(verifier.verify(&token(&key)).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            auth.fetches(),
+            before + 1,
+            "a stale cache is refreshed in the background"
+        );
     }
 }

@@ -28,7 +28,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The stream of a dedicated connection: TLS or plain, as `sslmode` decided.
 pub type PgStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
-use crate::web::ReadinessCheck;
+use actix_web::http::StatusCode;
+
+use crate::web::{Problem, ReadinessCheck};
 
 pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool as PgPool, PoolError};
 pub use tokio_postgres::Error as PgError;
@@ -72,6 +74,31 @@ impl DbError {
                     || code.starts_with("08")
                     || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
             }
+        }
+    }
+
+    /// True when PostgreSQL refused a value (SQLSTATE class 22, data
+    /// exception: a NUL in text, a number out of range, ...). Input that
+    /// validation let through is then still the client's fault: 400.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            DbError::Query(e) => e.code().is_some_and(|c| c.code().starts_with("22")),
+            DbError::Pool(_) => false,
+        }
+    }
+
+    /// The response for a failure no handler turned into something more
+    /// specific: 503 when the database is unreachable, 400 for a refused
+    /// value, otherwise 500.
+    pub fn problem(&self) -> Problem {
+        if self.is_unavailable() {
+            Problem::unavailable("the database is not reachable", 2)
+        } else if self.is_data_error() {
+            Problem::new(StatusCode::BAD_REQUEST)
+                .with_type("invalid-value", "Invalid value")
+                .with_detail("the database refused a value in the request")
+        } else {
+            Problem::internal()
         }
     }
 }

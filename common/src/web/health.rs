@@ -91,7 +91,8 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 /// Mounts `/healthz`, `/readyz` and `/metrics`. Expects `web::Data<Readiness>`
 /// and `web::Data<HttpMetrics>` in the app data.
 pub fn health_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    // Resources, so that another method is a 405 with `Allow`.
+    cfg.service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz))
+        .service(web::resource("/metrics").get(metrics));
 }

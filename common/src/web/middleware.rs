@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
@@ -29,6 +30,23 @@ fn accepted_request_id(value: &HeaderValue) -> Option<String> {
     (!id.is_empty() && id.len() <= 128 && id.chars().all(plain)).then(|| id.to_string())
 }
 
+/// The `method` label: a standard method's name, or `OTHER`. A client may
+/// send any token as a method; each new one must not become new series.
+fn metric_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 /// Wrap with `actix_web::middleware::from_fn(request_context)`, outermost.
 pub async fn request_context(
     req: ServiceRequest,
@@ -41,7 +59,7 @@ pub async fn request_context(
         .and_then(accepted_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = metric_method(req.method());
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
@@ -52,7 +70,7 @@ pub async fn request_context(
     );
     let span = tracing::info_span!(
         "request",
-        %method,
+        method = %req.method(),
         %route,
         path = %req.path(),
         %request_id,
@@ -63,7 +81,7 @@ pub async fn request_context(
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.observe(&method, &route, status, elapsed.as_secs_f64());
+        metrics.observe(method, &route, status, elapsed.as_secs_f64());
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -90,5 +108,14 @@ mod tests {
         assert_eq!(accepted_request_id(&HeaderValue::from_static("")), None);
         let long = HeaderValue::from_str(&"a".repeat(129)).expect("header");
         assert_eq!(accepted_request_id(&long), None);
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(metric_method(&Method::PATCH), "PATCH");
+        for token in ["WEIRD1", "get", "PROPFIND"] {
+            let method = Method::from_bytes(token.as_bytes()).expect("a method token");
+            assert_eq!(metric_method(&method), "OTHER");
+        }
     }
 }

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::auth::AuthUser;
 use common::pagination::{Cursor, parse_limit};
+use common::ratelimit::Writer;
 use common::web::{FieldErrors, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -68,7 +69,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 )]
 pub async fn place(
     orders: web::Data<Orders>,
-    caller: AuthUser,
+    Writer(caller): Writer,
     req: HttpRequest,
     body: web::Json<OrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -182,7 +183,7 @@ pub async fn get(
 )]
 pub async fn cancel(
     orders: web::Data<Orders>,
-    caller: AuthUser,
+    Writer(caller): Writer,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(orders.cancel(&caller, id.into_inner()).await?))
