@@ -103,6 +103,30 @@ impl Redis {
         })
     }
 
+    /// Waits up to `limit` for the first connection (at start-up, so that
+    /// the first requests find one); false when there is none by then, and
+    /// the service goes on without Redis until a background attempt succeeds.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let until = Instant::now() + limit;
+        loop {
+            if shared
+                .connection
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// `name` under this installation's key prefix.
     pub fn key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.prefix)

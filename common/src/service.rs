@@ -61,6 +61,9 @@ impl ServiceRuntime {
         // Redis is deliberately not a readiness check: without it the
         // service still serves (reads from PostgreSQL, limits not enforced).
         let redis = Arc::new(Redis::new(&edge.redis, metrics.registry())?);
+        if !redis.wait_connected(Duration::from_secs(1)).await {
+            tracing::warn!("Redis is not reachable at start-up; starting without it");
+        }
         let limiter = Arc::new(RateLimiter::new(
             edge.limits.clone(),
             redis.clone(),

@@ -82,6 +82,16 @@ pub async fn spawn_app() -> TestApp {
     app
 }
 
+/// auth-svc (key in the database) with its configuration changed by `tweak`
+/// (rate limits, bcrypt bounds).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut AuthConfig)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let broker = TestBroker::create().await;
+    let mut config = config_for(&db, &broker, None);
+    tweak(&mut config);
+    spawn_with(db, broker, config).await
+}
+
 /// auth-svc with its key kept in the database (no key file).
 pub async fn spawn_app_with_stored_key(db: TestDatabase) -> TestApp {
     let broker = TestBroker::create().await;
@@ -129,6 +139,22 @@ impl TestApp {
             &json!({"username": username, "email": email, "password": PASSWORD}),
         )
         .await
+    }
+
+    /// `POST path` as if through a proxy that names `client` in
+    /// `X-Forwarded-For`.
+    pub async fn post_from(&self, client: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("X-Forwarded-For", client)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        common::testing::metric(&self.client, &self.address, name, labels).await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {

@@ -3,6 +3,7 @@
 
 mod cache;
 mod concurrency;
+mod edge;
 mod helpers;
 mod listing;
 mod products;
