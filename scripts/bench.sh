@@ -49,54 +49,11 @@ export PGPASSWORD=bench
 psql -q -h 127.0.0.1 -U bench -d bench -f bench/pg-bound/saga_schema.sql >/dev/null
 
 # --- 2. Shop ------------------------------------------------------------------
-for db in auth catalog orders; do
-  psql_admin -d postgres -c "DROP DATABASE IF EXISTS shop_bench_$db WITH (FORCE)" -c "CREATE DATABASE shop_bench_$db OWNER shop"
-done
-delete_queues() {
-  for q in catalog.order-events order.stock-events order.product-events; do
-    for name in "$PREFIX$q" "$PREFIX$q.dlq"; do
-      rabbitmqctl -q delete_queue "$name" >/dev/null 2>&1 || true
-    done
-  done
-  # Each replica's own order-outcome queue is exclusive and goes with it.
-}
-delete_queues
+trap shop_stop EXIT
+# Rate limits off: this measures the saga, not the limits.
+export RUST_LOG=${RUST_LOG:-warn} RATE_LIMITS=off
+shop_start "$BIN" "$PREFIX" bench "$OUT" "${PORTS[@]}"
 
-pids=()
-stop() {
-  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
-  pids=()
-  delete_queues
-}
-trap stop EXIT
-
-# Measure our own services, never whatever else answers on these ports.
-for port in "${PORTS[@]}"; do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
-    log "port $port is taken by another process; stop it first"; exit 1
-  fi
-done
-
-export RUST_LOG=${RUST_LOG:-warn} AMQP_PREFIX=$PREFIX
-export JWKS_URL=http://127.0.0.1:${PORTS[0]}/.well-known/jwks.json
-export CATALOG_URL=http://127.0.0.1:${PORTS[1]}
-i=0
-for service in auth-svc catalog-svc order-svc; do
-  db=(auth catalog orders)
-  HTTP_ADDR=127.0.0.1:${PORTS[$i]} DATABASE_URL=postgres://shop:shop@127.0.0.1:5432/shop_bench_${db[$i]} \
-    "$BIN/$service" serve >"$OUT/$service.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 120); do
-    curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null 2>&1 && break
-    sleep 0.25
-  done
-  if ! kill -0 "${pids[-1]}" 2>/dev/null || ! curl -fsS "http://127.0.0.1:${PORTS[$i]}/readyz" >/dev/null; then
-    log "$service did not become ready"; cat "$OUT/$service.log"; exit 1
-  fi
-  i=$((i + 1))
-done
-
-export AUTH_URL=http://127.0.0.1:${PORTS[0]} ORDER_URL=http://127.0.0.1:${PORTS[2]}
 export CATALOG_DATABASE_URL=postgres://shop:shop@127.0.0.1:5432/shop_bench_catalog
 export ORDERS_DATABASE_URL=postgres://shop:shop@127.0.0.1:5432/shop_bench_orders
 
@@ -142,7 +99,7 @@ reads healthz "$CATALOG_URL/healthz"
 reads product "$CATALOG_URL/products/$product"
 reads list "$CATALOG_URL/products?limit=20"
 
-stop
+shop_stop
 trap - EXIT
 
 # --- report -------------------------------------------------------------------

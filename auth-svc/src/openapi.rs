@@ -1,7 +1,7 @@
 //! The OpenAPI document of auth-svc, served at `/openapi.json`.
 
 use actix_web::HttpResponse;
-use common::web::{BearerAuth, OperationsApi};
+use common::web::{BearerAuth, OperationsApi, StandardResponses};
 use utoipa::OpenApi;
 
 use crate::routes;
@@ -11,7 +11,7 @@ use crate::routes;
 #[openapi(
     info(title = "Shop auth-svc", description = "Registration, login, JWT issuing and the JWKS."),
     paths(routes::register::register, routes::login::login, routes::me::me, routes::jwks::jwks),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardResponses),
     tags((name = "auth", description = "Users and tokens"))
 )]
 pub struct ApiDoc;

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A write without `If-Match` or `version`.
     #[error("a version is required")]
     PreconditionRequired,
+    /// `If-Match` and the body's `version` differ.
+    #[error("If-Match and version name different versions")]
+    VersionsDisagree,
     /// The write named a version that is no longer current.
     #[error("version {expected} is stale; the current version is {current}")]
     StaleVersion {
@@ -53,6 +56,7 @@ impl From<PreconditionError> for ApiError {
         match e {
             PreconditionError::Missing => ApiError::PreconditionRequired,
             PreconditionError::Invalid(errors) => ApiError::Validation(errors),
+            PreconditionError::Disagree => ApiError::VersionsDisagree,
         }
     }
 }
@@ -63,6 +67,9 @@ impl ApiError {
             ApiError::Validation(errors) => Problem::validation(errors.clone()),
             ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND).with_detail("no such product"),
             ApiError::Forbidden => Problem::new(StatusCode::FORBIDDEN).with_detail(self.to_string()),
+            ApiError::VersionsDisagree => Problem::new(StatusCode::CONFLICT)
+                .with_type("stale-version", "The versions of the request disagree")
+                .with_detail("If-Match and version name different versions; at most one of them is current"),
             ApiError::PreconditionRequired => Problem::new(StatusCode::PRECONDITION_REQUIRED)
                 .with_detail("send the version you are replacing, as If-Match: \"<version>\" or \"version\" in the body"),
             ApiError::StaleVersion { current, via, .. } => {

@@ -1,7 +1,7 @@
 //! The OpenAPI document of catalog-svc, served at `/openapi.json`.
 
 use actix_web::HttpResponse;
-use common::web::{BearerAuth, OperationsApi};
+use common::web::{BearerAuth, OperationsApi, StandardResponses};
 use utoipa::OpenApi;
 
 use crate::routes::products;
@@ -11,7 +11,7 @@ use crate::routes::products;
 #[openapi(
     info(title = "Shop catalog-svc", description = "Products with owners, optimistic locking and exact prices."),
     paths(products::create, products::list, products::get, products::update, products::delete),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardResponses),
     tags((name = "products", description = "Reads are public; writes need a token"))
 )]
 pub struct ApiDoc;

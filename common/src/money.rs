@@ -30,6 +30,34 @@ pub enum MoneyError {
     TooLarge,
 }
 
+/// The strings [`Money::parse_decimal`] accepts, for the API documents.
+pub const PRICE_PATTERN: &str = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$";
+
+/// The schema of a price in a request: a string matching [`PRICE_PATTERN`]
+/// or a JSON number from 0 to 999999999.99 in whole cents.
+pub fn price_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .pattern(Some(PRICE_PATTERN))
+                .examples(["19.99"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Number))
+                .minimum(Some(0))
+                .maximum(Some(999_999_999.99))
+                .multiple_of(Some(0.01)),
+        )
+        .description(Some(
+            "A decimal with at most 2 places, 0 to 999999999.99, as a string or a JSON number",
+        ))
+        .build()
+        .into()
+}
+
 impl Money {
     /// The largest amount accepted: 999,999,999.99.
     pub const MAX: Money = Money(99_999_999_999);
@@ -50,13 +78,12 @@ impl Money {
         self.0
     }
 
-    /// Parses a plain decimal: digits, optionally `.` and one or two digits.
+    /// Parses a plain decimal: digits without leading zeros, optionally `.`
+    /// and one or two digits; exactly the strings [`PRICE_PATTERN`] matches.
+    /// Refusals say why (negative, too precise, too large).
     pub fn parse_decimal(text: &str) -> Result<Self, MoneyError> {
-        let text = text.trim();
         if let Some(rest) = text.strip_prefix('-') {
-            // "-0" and "-0.00" are zero; anything else below zero is refused.
             return match Self::parse_decimal(rest) {
-                Ok(Money(0)) => Ok(Money(0)),
                 Ok(_) => Err(MoneyError::Negative),
                 Err(e) => Err(e),
             };
@@ -68,6 +95,9 @@ impl Money {
             || !digits(fraction)
             || (text.contains('.') && fraction.is_empty())
         {
+            return Err(MoneyError::NotANumber);
+        }
+        if whole.len() > 1 && whole.starts_with('0') {
             return Err(MoneyError::NotANumber);
         }
         if fraction.len() > 2 {
@@ -94,7 +124,14 @@ impl Money {
         if text.starts_with('"') {
             let inner: String = serde_json::from_str(text).map_err(|_| MoneyError::NotANumber)?;
             Self::parse_decimal(&inner)
-        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        } else if let Some(magnitude) = text.strip_prefix('-') {
+            // A JSON number may be negative zero (`-0.0`), which is zero.
+            match Self::parse_decimal(magnitude) {
+                Ok(Money(0)) => Ok(Money(0)),
+                Ok(_) => Err(MoneyError::Negative),
+                Err(e) => Err(e),
+            }
+        } else if text.starts_with(|c: char| c.is_ascii_digit()) {
             Self::parse_decimal(text)
         } else {
             Err(MoneyError::NotANumber)
@@ -159,9 +196,8 @@ mod tests {
             ("19.9", 1990),
             ("19", 1900),
             ("0.01", 1),
-            ("007.50", 750),
             ("0", 0),
-            ("-0.00", 0),
+            ("0.5", 50),
         ] {
             assert_eq!(Money::parse_decimal(text), Ok(Money(cents)), "{text}");
         }
@@ -177,7 +213,8 @@ mod tests {
             Err(MoneyError::TooLarge)
         );
         for bad in [
-            "", "abc", "1,00", "1.", ".5", "+1", "1e2", "NaN", "1.2.3", "１",
+            "", "abc", "1,00", "1.", ".5", "+1", "1e2", "NaN", "1.2.3", "１", "007.50", "00", " 1",
+            "1 ",
         ] {
             assert_eq!(
                 Money::parse_decimal(bad),
@@ -192,6 +229,13 @@ mod tests {
         assert_eq!(Money::from_json(&raw("19.99")), Ok(Money(1999)));
         assert_eq!(Money::from_json(&raw(r#""19.99""#)), Ok(Money(1999)));
         assert_eq!(Money::from_json(&raw("0.1")), Ok(Money(10)));
+        assert_eq!(Money::from_json(&raw("-0.0")), Ok(Money(0)));
+        assert_eq!(Money::from_json(&raw("-1")), Err(MoneyError::Negative));
+        assert_eq!(
+            Money::from_json(&raw(r#""-0""#)),
+            Err(MoneyError::Negative),
+            "a string is exactly the pattern"
+        );
         assert_eq!(Money::from_json(&raw("1e2")), Err(MoneyError::NotANumber));
         assert_eq!(Money::from_json(&raw("true")), Err(MoneyError::NotANumber));
         assert_eq!(Money::from_json(&raw("null")), Err(MoneyError::NotANumber));

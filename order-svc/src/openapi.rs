@@ -1,7 +1,7 @@
 //! The OpenAPI document of order-svc, served at `/openapi.json`.
 
 use actix_web::HttpResponse;
-use common::web::{BearerAuth, OperationsApi};
+use common::web::{BearerAuth, OperationsApi, StandardResponses};
 use utoipa::OpenApi;
 
 use crate::routes::orders;
@@ -11,7 +11,7 @@ use crate::routes::orders;
 #[openapi(
     info(title = "Shop order-svc", description = "Orders, and the saga that reserves their stock."),
     paths(orders::place, orders::list, orders::get, orders::cancel),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardResponses),
     tags((name = "orders", description = "A user's orders; everything needs a token"))
 )]
 pub struct ApiDoc;

@@ -12,13 +12,13 @@ use super::{Email, Password, Username};
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3-32 characters of `[A-Za-z0-9_.-]`.
-    #[schema(example = "alice")]
+    #[schema(value_type = String, required = true, example = "alice", min_length = 3, max_length = 32, pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: Option<String>,
-    /// A valid email address.
-    #[schema(example = "alice@example.com")]
+    /// A valid email address (its domain has a dot).
+    #[schema(value_type = String, required = true, format = Email, example = "alice@example.com", max_length = 254)]
     pub email: Option<String>,
-    /// 8-128 characters.
-    #[schema(example = "correct horse battery staple")]
+    /// 8-128 characters, no control characters.
+    #[schema(value_type = String, required = true, example = "correct horse battery staple", min_length = 8, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub password: Option<String>,
 }
 
@@ -67,11 +67,12 @@ impl NewUser {
 /// `POST /login` body.
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    /// The username or the email address.
-    #[schema(example = "alice")]
+    /// The username or the email address: 1-254 characters, no spaces or
+    /// control characters.
+    #[schema(value_type = String, required = true, example = "alice", min_length = 1, max_length = 254, pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]*$")]
     pub username: Option<String>,
-    /// The password.
-    #[schema(example = "correct horse battery staple")]
+    /// The password: 1-128 characters, no control characters.
+    #[schema(value_type = String, required = true, example = "correct horse battery staple", min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub password: Option<String>,
 }
 
@@ -89,13 +90,19 @@ impl Credentials {
     /// Requires both fields, non-empty and of sane length.
     pub fn parse(req: LoginRequest) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let login = match req.username.map(|u| u.trim().to_string()) {
+        let login = match req.username {
             Some(u) if u.is_empty() => {
                 errors.add("username", "must not be empty");
                 None
             }
             Some(u) if u.chars().count() > 254 => {
                 errors.add("username", "must be at most 254 characters long");
+                None
+            }
+            // Neither a username nor an email has spaces; one that does is
+            // refused rather than trimmed into a different login.
+            Some(u) if u.chars().any(char::is_whitespace) => {
+                errors.add("username", "must not contain spaces");
                 None
             }
             Some(u) => errors

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use common::money::Money;
 use common::text::{Lines, check_controls};
-use common::web::FieldErrors;
+use common::web::{FieldErrors, whole_number};
+
+use super::version::body_version;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -40,20 +42,25 @@ pub struct Product {
 /// (`id`, `owner_id`, timestamps) are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ProductRequest {
-    /// 1-200 characters.
-    #[schema(value_type = String, example = "Blue mug")]
+    /// 1-200 characters (surrounding spaces are trimmed), one line, no
+    /// control characters.
+    #[schema(value_type = String, required = true, example = "Blue mug", min_length = 1, max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<Value>,
-    /// Up to 5000 characters; empty when absent.
-    #[schema(value_type = Option<String>, example = "Holds 330 ml.")]
+    /// Up to 5000 characters; line breaks and tabs allowed, other control
+    /// characters not; empty when absent.
+    #[schema(value_type = Option<String>, example = "Holds 330 ml.", max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub description: Option<Value>,
-    /// A decimal with at most 2 places, as a JSON number or string.
-    #[schema(value_type = String, example = "19.99")]
+    /// A decimal with at most 2 places, 0 to 999999999.99, as a string
+    /// (`"19.99"`) or a JSON number.
+    #[schema(schema_with = common::money::price_schema, required = true)]
     pub price: Option<Box<RawValue>>,
-    /// A whole number of units, 0 or more.
-    #[schema(value_type = i32, example = 10)]
+    /// A whole number of units, 0 to 1,000,000,000.
+    #[schema(value_type = i32, required = true, example = 10, minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<Value>,
     /// `PUT` only: the version being replaced (alternative to `If-Match`).
-    #[schema(value_type = Option<i64>, example = 1)]
+    #[schema(value_type = Option<i64>, example = 1, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub version: Option<Value>,
 }
 
@@ -86,7 +93,7 @@ fn text(value: &Value, max: usize, allow_empty: bool, lines: Lines) -> Result<St
 }
 
 fn stock(value: &Value) -> Result<i32, String> {
-    match value.as_i64() {
+    match whole_number(value) {
         Some(n) if n < 0 => Err("must not be negative".into()),
         Some(n) if n > MAX_STOCK => Err(format!("must be at most {MAX_STOCK}")),
         Some(n) => i32::try_from(n).map_err(|_| "is out of range".into()),
@@ -114,13 +121,20 @@ impl ProductInput {
             Some(v) => errors.check("stock", stock(v)),
             None => errors.check("stock", Err::<i32, _>("is required")),
         };
+        // Checked on every write, so a bad one is never silently ignored
+        // (a POST has no use for it).
+        if let Some(version) = req.version.as_ref().filter(|v| !v.is_null()) {
+            errors.check("version", body_version(version));
+        }
         match (name, description, price, stock) {
-            (Some(name), Some(description), Some(price), Some(stock)) => Ok(Self {
-                name,
-                description,
-                price,
-                stock,
-            }),
+            (Some(name), Some(description), Some(price), Some(stock)) if errors.is_empty() => {
+                Ok(Self {
+                    name,
+                    description,
+                    price,
+                    stock,
+                })
+            }
             _ => Err(errors),
         }
     }

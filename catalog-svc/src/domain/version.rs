@@ -1,6 +1,6 @@
 //! The version a write expects to replace: from `If-Match` or the body.
 
-use common::web::FieldErrors;
+use common::web::{FieldErrors, whole_number};
 use serde_json::Value;
 
 /// Where the expected version came from; it decides the status of a stale
@@ -29,6 +29,8 @@ pub enum PreconditionError {
     Missing,
     /// Present but unusable: 400.
     Invalid(FieldErrors),
+    /// `If-Match` and `version` name different versions: 409.
+    Disagree,
 }
 
 /// The strong `ETag` of a version: `"3"`.
@@ -51,19 +53,35 @@ fn parse_if_match(header: &str) -> Result<i64, PreconditionError> {
             "must name a version such as \"3\", not *",
         ));
     }
-    header
+    // Anything but one strong ETag of a version (a weak tag, a list, an
+    // unquoted or unknown value) matches no version of the product: the
+    // write is refused as stale (412, with the current version), as HTTP
+    // has it for a tag that does not match, rather than as malformed.
+    Ok(header
         .strip_prefix('"')
         .and_then(|h| h.strip_suffix('"'))
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|v| *v >= 1)
-        .ok_or_else(|| invalid("If-Match", "must be one strong ETag such as \"3\""))
+        .unwrap_or(NO_VERSION))
+}
+
+/// The version an `If-Match` that matches nothing stands for: versions start
+/// at 1, so a write expecting this one is always stale.
+pub const NO_VERSION: i64 = 0;
+
+/// The message for a `version` that is not a valid version.
+pub const INVALID_BODY_VERSION: &str = "must be a whole number from 1 to 9007199254740991";
+
+/// A body `version`: a whole number from 1 to 2^53 - 1 (the integers every
+/// JSON reader holds exactly).
+pub fn body_version(value: &Value) -> Result<i64, &'static str> {
+    whole_number(value)
+        .filter(|v| (1..=9_007_199_254_740_991).contains(v))
+        .ok_or(INVALID_BODY_VERSION)
 }
 
 fn parse_body_version(value: &Value) -> Result<i64, PreconditionError> {
-    value
-        .as_i64()
-        .filter(|v| *v >= 1)
-        .ok_or_else(|| invalid("version", "must be a whole number of at least 1"))
+    body_version(value).map_err(|message| invalid("version", message))
 }
 
 impl ExpectedVersion {
@@ -77,7 +95,8 @@ impl ExpectedVersion {
         let from_header = if_match.map(parse_if_match).transpose()?;
         let from_body = body.map(parse_body_version).transpose()?;
         match (from_header, from_body) {
-            (Some(h), Some(b)) if h != b => Err(invalid("version", "disagrees with If-Match")),
+            // At most one of them can be current: the write cannot apply.
+            (Some(h), Some(b)) if h != b => Err(PreconditionError::Disagree),
             (Some(version), _) => Ok(Self {
                 version,
                 source: VersionSource::IfMatch,
@@ -122,13 +141,18 @@ mod tests {
             ExpectedVersion::from_request(None, Some(&Value::Null)),
             Err(PreconditionError::Missing)
         );
-        for bad in ["*", "3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\""] {
-            assert!(
-                matches!(
-                    ExpectedVersion::from_request(Some(bad), None),
-                    Err(PreconditionError::Invalid(_))
-                ),
-                "{bad}"
+        assert!(matches!(
+            ExpectedVersion::from_request(Some("*"), None),
+            Err(PreconditionError::Invalid(_))
+        ));
+        for unmatchable in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\""] {
+            assert_eq!(
+                ExpectedVersion::from_request(Some(unmatchable), None),
+                Ok(ExpectedVersion {
+                    version: NO_VERSION,
+                    source: VersionSource::IfMatch
+                }),
+                "{unmatchable}"
             );
         }
         assert!(ExpectedVersion::from_request(None, Some(&json!("3"))).is_err());

@@ -126,7 +126,7 @@ pub async fn get(
     put, path = "/products/{id}", tag = "products",
     params(
         ("id" = Uuid, Path, description = "Product id"),
-        ("If-Match" = Option<String>, Header, description = "The version being replaced, e.g. \"3\" (or send `version` in the body)"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "The version being replaced, e.g. \"3\" (or send `version` in the body)"),
     ),
     request_body = ProductRequest,
     security(("bearer" = [])),
@@ -168,7 +168,7 @@ pub async fn update(
     delete, path = "/products/{id}", tag = "products",
     params(
         ("id" = Uuid, Path, description = "Product id"),
-        ("If-Match" = Option<String>, Header, description = "Optional: delete only at this version"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Optional: delete only at this version, e.g. \"3\""),
     ),
     security(("bearer" = [])),
     responses(

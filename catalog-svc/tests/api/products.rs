@@ -255,12 +255,22 @@ async fn put_follows_the_version_rules() {
         400,
     )
     .await;
-    assert_problem(
-        app.put(&alice, id, Some("3"), &product_body("x", json!(1), 1))
+    // A tag that names no version (unquoted, weak) matches nothing: 412
+    // with the current version, and nothing is written.
+    for unmatchable in ["3", "W/\"3\""] {
+        let stale = assert_problem(
+            app.put(
+                &alice,
+                id,
+                Some(unmatchable),
+                &product_body("x", json!(1), 1),
+            )
             .await,
-        400,
-    )
-    .await;
+            412,
+        )
+        .await;
+        assert_eq!(stale["current_version"], 3);
+    }
 
     // Invalid fields are refused before anything is written.
     assert_problem(

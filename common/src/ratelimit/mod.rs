@@ -37,7 +37,7 @@ pub use rate::{Policy, Rate};
 
 use crate::auth::AuthUser;
 use crate::redis::Redis;
-use crate::web::Problem;
+use crate::web::{OPERATIONAL_PATHS, Problem};
 
 /// `RateLimit-Policy`: the quota of each policy that applies to a route.
 pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -386,8 +386,7 @@ fn headers(decisions: &[Decision]) -> (String, String) {
 }
 
 fn is_read(req: &ServiceRequest) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD)
-        && !matches!(req.path(), "/healthz" | "/readyz" | "/metrics")
+    matches!(*req.method(), Method::GET | Method::HEAD) && !OPERATIONAL_PATHS.contains(&req.path())
 }
 
 /// Middleware (in every app): applies `READS_IP` to reads when it is on,

@@ -27,6 +27,17 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
     .app_data(web::QueryConfig::default().error_handler(query_error));
 }
 
+/// A JSON number that is a whole number: `3`, and also `3.0` (JSON Schema's
+/// `integer` admits both). Anything else, or beyond `i64`, is `None`.
+pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let problem = match &err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {

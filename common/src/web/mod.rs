@@ -11,11 +11,11 @@ mod openapi;
 mod problem;
 
 pub use app::base_app;
-pub use extract::{configure_extractors, not_found, problem_for_error_status};
+pub use extract::{configure_extractors, not_found, problem_for_error_status, whole_number};
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use metrics::HttpMetrics;
 pub use middleware::{REQUEST_ID_HEADER, RequestId, request_context};
-pub use openapi::{BearerAuth, OperationsApi};
+pub use openapi::{BearerAuth, OPERATIONAL_PATHS, OperationsApi, StandardResponses};
 pub use problem::{FieldErrors, PROBLEM_JSON, Problem};
 
 /// Largest request body any endpoint accepts (DESIGN.md §3); bigger is 413.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use common::web::FieldErrors;
+use common::web::{FieldErrors, whole_number};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -17,8 +17,38 @@ pub const MAX_QUANTITY: i64 = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderRequest {
     /// 1 to 50 lines, each product at most once.
-    #[schema(value_type = Vec<Object>, example = json!([{"product_id": "0190c6f4-6d8e-7a52-9d4b-1a2b3c4d5e6f", "quantity": 2}]))]
+    #[schema(schema_with = items_schema, required = true, example = json!([{"product_id": "0190c6f4-6d8e-7a52-9d4b-1a2b3c4d5e6f", "quantity": 2}]))]
     pub items: Option<Value>,
+}
+
+/// `items`: 1 to [`MAX_ITEMS`] lines of `{product_id, quantity}`.
+fn items_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{
+        ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    };
+    let line = ObjectBuilder::new()
+        .property(
+            "product_id",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .description(Some("A product id; each product at most once per order")),
+        )
+        .required("product_id")
+        .property(
+            "quantity",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .minimum(Some(1))
+                .maximum(Some(MAX_QUANTITY as f64)),
+        )
+        .required("quantity");
+    ArrayBuilder::new()
+        .items(line)
+        .min_items(Some(1))
+        .max_items(Some(MAX_ITEMS))
+        .unique_items(true)
+        .build()
 }
 
 /// One requested line.
@@ -53,7 +83,7 @@ impl RequestedItems {
                 .get("product_id")
                 .and_then(Value::as_str)
                 .and_then(|s| Uuid::parse_str(s).ok());
-            let quantity = line.get("quantity").and_then(Value::as_i64);
+            let quantity = line.get("quantity").and_then(whole_number);
             let field = |name: &str| format!("items[{i}].{name}");
             match product_id {
                 None => errors.add(&field("product_id"), "must be a product id (UUID)"),

@@ -31,8 +31,10 @@ pub struct OrderPage {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1-100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (empty: the first page).
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     pub cursor: Option<String>,
 }
 
@@ -56,7 +58,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
     request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the first order (200) and creates nothing")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]+$", description = "Retrying with the same key returns the first order (200) and creates nothing")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted, PENDING; `Location` set", body = Order),
