@@ -83,6 +83,12 @@ loadgen open-wait open --rate "$RATE" --secs "$SECS" --wait
 loadgen open-poll open --rate "$RATE" --secs "$SECS"
 loadgen hot-wait hot --clients 64 --secs "$SECS" --wait
 
+# --- logins against the bcrypt bound ------------------------------------------
+# auth-svc runs with its production cost (12) and bounds (one hash per core,
+# twice that waiting); the bound is the same cost on every core, nothing else.
+loadgen bcrypt-bound bcrypt-bound --secs 10 --cost 12
+loadgen login login --clients 32 --secs "$SECS"
+
 # --- 3. reads -------------------------------------------------------------------
 token=$(curl -fsS -X POST "$AUTH_URL/login" -H 'content-type: application/json' \
   -d "{\"username\":\"$(psql -h 127.0.0.1 -U shop -d shop_bench_auth -tAc 'SELECT username FROM users LIMIT 1' 2>/dev/null)\",\"password\":\"bench-password-1\"}" |

@@ -67,6 +67,18 @@ for key, label in names.items():
         f"| {r['oversold']} | {', '.join(f'{k} {v}' for k, v in sorted(r['outcomes'].items()))} |"
     )
 lines.append("")
+bound_hashes, login = load("bcrypt-bound"), load("login")
+if bound_hashes and login:
+    lines.append("| logins (32 clients, the right password) | logins/s | × bcrypt bound | p50 / p99 of successes | 503 at once (p99) | other |")
+    lines.append("|---|---|---|---|---|---|")
+    lines.append(
+        f"| bcrypt bound: {bound_hashes['hashes_per_s']:.1f} hashes/s "
+        f"({bound_hashes['threads']} threads, cost {bound_hashes['cost']}) "
+        f"| {login['logins_per_s']:.1f} | {login['logins_per_s'] / bound_hashes['hashes_per_s']:.2f} "
+        f"| {login['ok_p50_ms']:.0f} / {login['ok_p99_ms']:.0f} ms "
+        f"| {login['busy_503']} ({login['busy_p99_ms']:.1f} ms) | {login['other']} |"
+    )
+    lines.append("")
 health = wrk("healthz")
 lines.append("| reads (wrk, 32 connections, 10 s) | req/s | × /healthz | p50 | p99 | non-2xx |")
 lines.append("|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@
 # schema and any status a document does not declare. schemathesis is
 # installed from PyPI into .tools/fuzz on first use.
 #
-# FUZZ_EXAMPLES (default 30) bounds the examples per operation and phase.
+# FUZZ_EXAMPLES (default 100) bounds the examples per operation and phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +58,7 @@ for url in "$AUTH_URL" "$CATALOG_URL" "$ORDER_URL"; do
   # One worker: Python 3.11's parser is not thread-safe, and hypothesis
   # parses source while it generates (a crash seen with two).
   if ! "$TOOLS/bin/st" --config-file scripts/schemathesis.toml run "$url/openapi.json" --url "$url" \
-      --checks all --max-examples "${FUZZ_EXAMPLES:-30}" --workers 1 \
+      --checks all --max-examples "${FUZZ_EXAMPLES:-100}" --workers 1 \
       --header "Authorization: Bearer $customer" \
       --seed 1 --no-color \
       --report junit --report-dir "$OUT" >"$OUT/$(basename "$url").txt" 2>&1; then

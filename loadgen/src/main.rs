@@ -8,6 +8,8 @@
 //! loadgen open   --rate 100 --secs 20 [--wait]     a fixed arrival rate
 //! loadgen idle   --count 30 [--wait]               one order at a time
 //! loadgen hot    --clients 64 --secs 15 [--wait]   every buyer on one product
+//! loadgen login  --clients 32 --secs 20            logins as fast as they come
+//! loadgen bcrypt-bound --secs 10 [--cost 12]       hashes/s this machine's cores do
 //! ```
 //!
 //! Each run prints one JSON object of figures on stdout. `--wait` asks
@@ -59,6 +61,7 @@ struct Options {
     rate: f64,
     count: usize,
     wait: bool,
+    cost: u32,
 }
 
 fn parse_options(args: &[String]) -> anyhow::Result<Options> {
@@ -68,6 +71,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         rate: 100.0,
         count: 30,
         wait: false,
+        cost: 12,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -78,6 +82,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--rate" => options.rate = value()?.parse()?,
             "--count" => options.count = value()?.parse()?,
             "--wait" => options.wait = true,
+            "--cost" => options.cost = value()?.parse()?,
             other => bail!("unknown option {other}"),
         }
     }
@@ -397,11 +402,99 @@ async fn open(
     (samples, started.elapsed())
 }
 
+/// The bcrypt bound: hashes per second with one thread per core, each
+/// hashing at `cost` (what auth-svc does per login) until time is up.
+fn bcrypt_bound(options: Options) -> Value {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let until = Instant::now() + Duration::from_secs(options.secs);
+    let started = Instant::now();
+    let hashes: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        let _ = bcrypt::hash(
+                            "a 44-byte prehash, as auth-svc hashes one..",
+                            options.cost,
+                        );
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    });
+    let per_s = hashes as f64 / started.elapsed().as_secs_f64();
+    json!({"phase": "bcrypt-bound", "threads": threads, "cost": options.cost, "hashes_per_s": per_s})
+}
+
+/// Clients logging in one after another (the right password) until time
+/// is up: successes per second, the latency of successes, and how many
+/// were turned away at once (503) or otherwise.
+async fn logins(target: &Arc<Target>, options: Options) -> anyhow::Result<Value> {
+    let name = format!("login{}", &Uuid::new_v4().simple().to_string()[..20]);
+    target.token(&name).await?;
+    let started = Instant::now();
+    let until = started + Duration::from_secs(options.secs);
+    let clients = (0..options.clients).map(|_| {
+        let (target, name) = (target.clone(), name.clone());
+        tokio::spawn(async move {
+            let mut ok = Vec::new();
+            let mut busy = Vec::new();
+            let mut other = 0u64;
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let response = target
+                    .http
+                    .post(format!("{}/login", target.auth))
+                    .json(&json!({"username": name, "password": "bench-password-1"}))
+                    .send()
+                    .await;
+                match response.map(|r| r.status()) {
+                    Ok(StatusCode::OK) => ok.push(sent.elapsed()),
+                    Ok(StatusCode::SERVICE_UNAVAILABLE) => {
+                        busy.push(sent.elapsed());
+                        // As a well-behaved client would: `Retry-After: 1`.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    _ => other += 1,
+                }
+            }
+            (ok, busy, other)
+        })
+    });
+    let mut ok = Vec::new();
+    let mut busy = Vec::new();
+    let mut other = 0;
+    for client in join_all(clients).await {
+        let (o, b, x) = client?;
+        ok.extend(o);
+        busy.extend(b);
+        other += x;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ok.sort();
+    busy.sort();
+    Ok(json!({
+        "phase": "login",
+        "clients": options.clients,
+        "logins_per_s": ok.len() as f64 / elapsed,
+        "ok": ok.len(),
+        "ok_p50_ms": percentile(&ok, 0.5),
+        "ok_p99_ms": percentile(&ok, 0.99),
+        "busy_503": busy.len(),
+        "busy_p99_ms": percentile(&busy, 0.99),
+        "other": other,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(phase) = args.first().cloned() else {
-        bail!("usage: loadgen closed|open|idle|hot [options]");
+        bail!("usage: loadgen closed|open|idle|hot|login|bcrypt-bound [options]");
     };
     let options = parse_options(&args[1..])?;
     let target = Arc::new(Target {
@@ -421,6 +514,17 @@ async fn main() -> anyhow::Result<()> {
             "postgres://shop:shop@127.0.0.1:5432/shop_orders",
         ),
     });
+    match phase.as_str() {
+        "bcrypt-bound" => {
+            println!("{}", bcrypt_bound(options));
+            return Ok(());
+        }
+        "login" => {
+            println!("{}", logins(&target, options).await?);
+            return Ok(());
+        }
+        _ => {}
+    }
     let token = target
         .token(&format!(
             "bench{}",
