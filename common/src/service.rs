@@ -67,7 +67,6 @@ impl ServiceRuntime {
         let limiter = Arc::new(RateLimiter::new(
             edge.limits.clone(),
             redis.clone(),
-            &edge.redis.redis_key_prefix,
             metrics.registry(),
         )?);
         let readiness = Readiness::new()

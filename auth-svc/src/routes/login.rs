@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::domain::{Credentials, LoginRequest};
 use crate::error::ApiError;
 use crate::repository;
+use crate::repository::users::UserRecord;
 use crate::startup::AppState;
 
 /// A bearer token.
@@ -22,6 +23,25 @@ pub struct TokenResponse {
     /// Seconds until the token expires.
     #[schema(example = 3600)]
     pub expires_in: u64,
+}
+
+/// The user whose password this is; `InvalidCredentials` for an unknown
+/// user or a wrong password, which take the same time.
+async fn check_password(
+    state: &AppState,
+    credentials: Credentials,
+) -> Result<UserRecord, ApiError> {
+    let client = common::db::client(&state.pool).await?;
+    let user = repository::users::find_by_login(&client, &credentials.login).await?;
+    drop(client);
+    let hash = user
+        .as_ref()
+        .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
+    let matches = state.hasher.verify(credentials.password, hash).await?;
+    match user {
+        Some(user) if matches => Ok(user),
+        _ => Err(ApiError::InvalidCredentials),
+    }
 }
 
 /// Exchanges a username (or email) and password for an access token.
@@ -45,24 +65,16 @@ pub async fn login(
     limiter.check_client(&req, Policy::LoginIp).await?;
     let credentials = Credentials::parse(body.into_inner())?;
     // Every attempt on an account takes from its quota before the password
-    // is checked (so parallel guesses cannot slip past it); a success gives
-    // it back, so only failures count.
+    // is checked (so parallel guesses cannot slip past it). Only a wrong
+    // password keeps it: a success, or an attempt that could not be checked
+    // (busy, database down), gives it back.
     let account = credentials.login.to_lowercase();
     limiter.check(&req, Policy::LoginAccount, &account).await?;
-    let client = common::db::client(&state.pool).await?;
-    let user = repository::users::find_by_login(&client, &credentials.login).await?;
-    drop(client);
-    // An unknown user is checked against a dummy hash of the same cost, so
-    // both failures take the same time.
-    let hash = user
-        .as_ref()
-        .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = state.hasher.verify(credentials.password, hash).await?;
-    let user = match user {
-        Some(user) if matches => user,
-        _ => return Err(ApiError::InvalidCredentials),
-    };
-    limiter.refund(Policy::LoginAccount, &account).await;
+    let checked = check_password(&state, credentials).await;
+    if !matches!(checked, Err(ApiError::InvalidCredentials)) {
+        limiter.refund(Policy::LoginAccount, &account).await;
+    }
+    let user = checked?;
     let issued = state
         .issuer
         .issue(user.id, &user.username, user.role)

@@ -246,12 +246,11 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter over `redis` (keys under `prefix`), registering
-    /// `rate_limited_total{policy}` and `rate_limit_errors_total`.
+    /// A limiter over `redis` (keys `<REDIS_KEY_PREFIX>rl:<policy>:<key>`),
+    /// registering `rate_limited_total{policy}` and `rate_limit_errors_total`.
     pub fn new(
         config: RateLimitConfig,
         redis: Arc<Redis>,
-        prefix: &str,
         registry: &Registry,
     ) -> Result<Self, prometheus::Error> {
         let limited = IntCounterVec::new(
@@ -266,8 +265,8 @@ impl RateLimiter {
         registry.register(Box::new(errors.clone()))?;
         Ok(Self {
             config,
+            prefix: redis.key("rl:"),
             redis,
-            prefix: format!("{prefix}rl:"),
             gcra: Script::new(GCRA),
             limited,
             errors,
