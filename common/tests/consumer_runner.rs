@@ -36,6 +36,7 @@ impl Handler for Flaky {
 
 async fn run(
     failures: usize,
+    settings: ConsumerSettings,
 ) -> (
     Arc<AtomicUsize>,
     TestBroker,
@@ -55,11 +56,6 @@ async fn run(
     let registry = prometheus::Registry::new();
     let metrics = MessagingMetrics::register(&registry).expect("metrics");
     let calls = Arc::new(AtomicUsize::new(0));
-    let settings = ConsumerSettings {
-        max_attempts: 3,
-        retry_base: Duration::from_millis(20),
-        ..ConsumerSettings::default()
-    };
     let consumer = Consumer::new(
         Broker::new(
             common::testing::amqp_url().into(),
@@ -107,9 +103,17 @@ fn counter(registry: &prometheus::Registry, outcome: &str) -> u64 {
         .sum()
 }
 
+fn three_attempts() -> ConsumerSettings {
+    ConsumerSettings {
+        max_attempts: 3,
+        retry_base: Duration::from_millis(20),
+        ..ConsumerSettings::default()
+    }
+}
+
 #[tokio::test]
 async fn a_handler_that_recovers_is_retried_until_it_succeeds() {
-    let (calls, broker, registry, stop, _db) = run(2).await;
+    let (calls, broker, registry, stop, _db) = run(2, three_attempts()).await;
     eventually(
         "processed after two retries",
         Duration::from_secs(20),
@@ -124,7 +128,7 @@ async fn a_handler_that_recovers_is_retried_until_it_succeeds() {
 
 #[tokio::test]
 async fn a_handler_that_keeps_failing_is_dead_lettered_after_the_attempt_limit() {
-    let (calls, broker, registry, stop, _db) = run(usize::MAX).await;
+    let (calls, broker, registry, stop, _db) = run(usize::MAX, three_attempts()).await;
     eventually(
         "the message in the DLQ",
         Duration::from_secs(20),
@@ -143,5 +147,30 @@ async fn a_handler_that_keeps_failing_is_dead_lettered_after_the_attempt_limit()
         0,
         "the queue is free again"
     );
+    stop.cancel();
+}
+
+/// The runner counts attempts itself, in place, without handing the message
+/// back to the broker: 60 attempts although the queue's `x-delivery-limit`
+/// (50) would have dead-lettered a message requeued that often, and the
+/// same count on any RabbitMQ version.
+#[tokio::test]
+async fn attempts_are_counted_by_the_runner_not_by_broker_redeliveries() {
+    let settings = ConsumerSettings {
+        max_attempts: 60,
+        retry_base: Duration::from_millis(1),
+        retry_max: Duration::from_millis(2),
+        ..ConsumerSettings::default()
+    };
+    let (calls, broker, registry, stop, _db) = run(usize::MAX, settings).await;
+    eventually(
+        "the message in the DLQ",
+        Duration::from_secs(20),
+        || async { (broker.depth("catalog.order-events.dlq").await == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 60);
+    assert_eq!(counter(&registry, "retried"), 59);
+    assert_eq!(counter(&registry, "dead_lettered"), 1);
     stop.cancel();
 }

@@ -23,7 +23,6 @@ const PRODUCER: &str = "catalog-svc";
 /// Reserves and releases stock for orders.
 pub struct OrderEventsHandler {
     conflicts: IntCounter,
-    max_conflict_retries: u32,
     cache: Arc<ProductCache>,
 }
 
@@ -31,11 +30,7 @@ impl OrderEventsHandler {
     /// A handler counting version conflicts in `conflicts`, keeping `cache`
     /// coherent with the stock it changes.
     pub fn new(conflicts: IntCounter, cache: Arc<ProductCache>) -> Self {
-        Self {
-            conflicts,
-            max_conflict_retries: 20,
-            cache,
-        }
+        Self { conflicts, cache }
     }
 }
 
@@ -88,15 +83,17 @@ fn merge(items: &[ItemQuantity]) -> Result<Vec<ItemQuantity>, HandlerError> {
 }
 
 impl OrderEventsHandler {
-    /// Applies `delta` to a product's stock with a version check, re-reading
-    /// and retrying (bounded) when another writer got there first.
+    /// Applies `delta` to a product's stock with a version check. The row is
+    /// locked before its version is read, so no other writer can get in
+    /// between; should the check still miss, someone else made progress and
+    /// this message's own work is simply tried again, never failed.
     async fn change_stock(
         &self,
         tx: &Transaction<'_>,
         product_id: Uuid,
         delta: i32,
     ) -> Result<Result<(Uuid, i64), Shortfall>, HandlerError> {
-        for _ in 0..self.max_conflict_retries {
+        loop {
             if let Some(version) = products::change_stock(tx, product_id, delta).await? {
                 return Ok(Ok((product_id, version)));
             }
@@ -109,9 +106,6 @@ impl OrderEventsHandler {
                 Some(_) => self.conflicts.inc(),
             }
         }
-        Err(HandlerError::Transient(
-            format!("product {product_id} kept changing under us").into(),
-        ))
     }
 
     async fn reserve(

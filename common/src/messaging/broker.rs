@@ -111,7 +111,7 @@ impl Broker {
 
     /// Opens a connection named after the service and component, and
     /// declares the topology on it.
-    pub async fn connect(&self, component: &str) -> lapin::Result<Connection> {
+    pub async fn connect(&self, component: &str) -> Result<Connection, BoxError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(self.connection_name(component).into());
         let connection = Connection::connect(self.url.expose_secret(), properties).await?;
@@ -143,7 +143,7 @@ impl Broker {
                     self.status.set(component, false);
                     outcome
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             match outcome {
                 Ok(()) => return,

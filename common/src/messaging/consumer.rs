@@ -2,9 +2,13 @@
 //!
 //! For each delivery, in one database transaction: record the message id in
 //! `inbox` (already there: a duplicate, ack and skip), run the handler,
-//! commit; ack only after the commit. A failing handler is retried with
-//! backoff (nack + requeue) until the delivery count reaches the limit, then
-//! the message is dead-lettered and the queue flows on. Deliveries are
+//! commit; ack only after the commit. A failing handler is retried in
+//! place, with backoff, holding the delivery; the runner counts the
+//! attempts itself (the broker's delivery count differs between RabbitMQ
+//! versions: since 4.3 a requeueing nack no longer raises it), and after
+//! exactly `max_attempts` the message is dead-lettered and the queue flows
+//! on. The queue's `x-delivery-limit` stays as a backstop for a message
+//! that crashes its consumer again and again. Deliveries are
 //! processed concurrently up to the prefetch, so one slow or poisoned
 //! message never holds up the others. While the database is unreachable a
 //! message is kept (not nacked) and retried in place, so an outage does not
@@ -21,7 +25,7 @@ use futures_util::StreamExt as _;
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -92,10 +96,12 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ConsumerSettings {
     /// Unacked deliveries in flight at once.
     pub prefetch: u16,
-    /// Deliveries of one message before it is dead-lettered.
+    /// Attempts at one message before it is dead-lettered.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
     pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_max: Duration,
     /// How long message ids are remembered for deduplication.
     pub inbox_retention: Duration,
 }
@@ -109,6 +115,7 @@ impl Default for ConsumerSettings {
             prefetch: 8,
             max_attempts: 5,
             retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
             inbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -226,14 +233,14 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn process(&self, delivery: Delivery, shutdown: CancellationToken) {
-        let attempt = delivery_count(&delivery) + 1;
+        let redelivered = delivery_count(&delivery);
         let envelope: Result<Envelope, _> = serde_json::from_slice(&delivery.data);
         let (message_id, kind) = match &envelope {
             Ok(e) => (e.id.to_string(), e.kind.clone()),
             Err(_) => (String::from("unparseable"), String::from("unknown")),
         };
         let trace = TraceContext::from_traceparent(traceparent(&delivery).as_deref());
-        let span = tracing::info_span!("message", queue = self.queue, %message_id, event_type = %kind, attempt, trace_id = %trace.trace_id());
+        let span = tracing::info_span!("message", queue = self.queue, %message_id, event_type = %kind, redelivered, trace_id = %trace.trace_id());
         let work = async {
             let envelope = match envelope {
                 Ok(envelope) => envelope,
@@ -243,6 +250,7 @@ impl<H: Handler> Consumer<H> {
                 }
             };
             let mut unavailable_for = 0;
+            let mut attempt: u32 = 1;
             loop {
                 match self.apply(&envelope).await {
                     Ok(outcome) => {
@@ -277,20 +285,20 @@ impl<H: Handler> Consumer<H> {
                         return self.dead_letter(&delivery, &kind).await;
                     }
                     Err(HandlerError::Transient(e)) => {
-                        let delay = self.settings.retry_base * 2u32.saturating_pow(attempt - 1);
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                        let delay = self
+                            .settings
+                            .retry_base
+                            .saturating_mul(2u32.saturating_pow(attempt - 1))
+                            .min(self.settings.retry_max);
+                        tracing::warn!(error = %e, attempt, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                        self.count(&kind, "retried");
                         tokio::select! {
-                            _ = shutdown.cancelled() => {}
+                            // Not acked: the broker hands it to a consumer
+                            // again when this channel closes.
+                            _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(delay) => {}
                         }
-                        let _ = delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await;
-                        self.count(&kind, "retried");
-                        return;
+                        attempt += 1;
                     }
                 }
             }
@@ -327,13 +335,7 @@ impl<H: Handler> Consumer<H> {
 
     async fn dead_letter(&self, delivery: &Delivery, kind: &str) {
         // requeue = false routes it through the queue's dead-letter exchange.
-        if let Err(e) = delivery
-            .nack(BasicNackOptions {
-                requeue: false,
-                ..Default::default()
-            })
-            .await
-        {
+        if let Err(e) = delivery.reject(BasicRejectOptions { requeue: false }).await {
             tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered");
             return;
         }
@@ -392,8 +394,8 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
-/// Earlier deliveries of this message: quorum queues count them in
-/// `x-delivery-count`; a bare `redelivered` flag counts as one.
+/// Earlier deliveries of this message, for the logs: quorum queues count
+/// them in `x-delivery-count`; a bare `redelivered` flag counts as one.
 fn delivery_count(delivery: &Delivery) -> u32 {
     let counted = delivery
         .properties

@@ -3,10 +3,20 @@
 //! Every service declares the whole topology, not just its own queues: an
 //! event published before its consumer ever started must still land in a
 //! queue rather than be dropped by an exchange with no bindings.
+//!
+//! The queues are quorum queues that dead-letter at least once
+//! (`x-dead-letter-strategy: at-least-once`, which needs `x-overflow:
+//! reject-publish`): a message on its way to the DLQ survives a broker
+//! failover. A queue's arguments cannot change once it exists; a queue left
+//! by an older Shop with other arguments is reported at start-up with the
+//! one-time step that replaces it (README, "Upgrading the queues"), and the
+//! service stays unready until then.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
+
+use super::broker::BoxError;
 
 /// catalog-svc's queue: order events that reserve or release stock.
 pub const CATALOG_ORDER_EVENTS: &str = "catalog.order-events";
@@ -70,7 +80,7 @@ impl Topology {
 
     /// Declares exchanges, quorum queues, their DLQs and bindings.
     /// Idempotent: run after every (re)connect.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+    pub async fn declare(&self, channel: &Channel) -> Result<(), BoxError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
@@ -110,7 +120,8 @@ impl Topology {
             );
             channel
                 .queue_declare(queue.clone().into(), queue_options, args)
-                .await?;
+                .await
+                .map_err(|e| explain(&queue, e))?;
             for key in *keys {
                 channel
                     .queue_bind(
@@ -124,7 +135,8 @@ impl Topology {
             }
             channel
                 .queue_declare(dlq.clone().into(), queue_options, quorum())
-                .await?;
+                .await
+                .map_err(|e| explain(&dlq, e))?;
             channel
                 .queue_bind(
                     dlq.into(),
@@ -142,7 +154,32 @@ impl Topology {
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), long_string("quorum"));
+    args.insert(
+        ShortString::from("x-dead-letter-strategy"),
+        long_string("at-least-once"),
+    );
+    args.insert(
+        ShortString::from("x-overflow"),
+        long_string("reject-publish"),
+    );
     args
+}
+
+/// A queue that exists with other arguments (an older Shop declared it)
+/// cannot be redeclared; says what to do instead of a bare 406.
+fn explain(queue: &str, error: lapin::Error) -> BoxError {
+    let text = error.to_string();
+    if text.contains("PRECONDITION_FAILED") || text.contains("inequivalent arg") {
+        format!(
+            "queue {queue} exists with other arguments than this version declares ({text}); \
+             it was declared by an older Shop. One-time step: stop the consumers of the queue, \
+             let it drain (or move its messages), delete it with `rabbitmqctl delete_queue {queue}` \
+             and start Shop again (README, \"Upgrading the queues\")"
+        )
+        .into()
+    } else {
+        error.into()
+    }
 }
 
 fn long_string(value: &str) -> AMQPValue {
