@@ -59,7 +59,9 @@ pub fn config_for(
             jwt_private_key_file: key_file,
             jwt_ttl_secs: 3600,
             bcrypt_concurrency: None,
-            bcrypt_queue: None,
+            // Room for the bursts of the functional tests; the bound itself
+            // is tested with its own settings (edge.rs).
+            bcrypt_queue: Some(64),
         },
         edge: common::testing::edge(),
     }

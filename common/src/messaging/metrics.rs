@@ -9,6 +9,7 @@ pub struct MessagingMetrics {
     pub(crate) published: IntCounterVec,
     pub(crate) consumed: IntCounterVec,
     pub(crate) dead_lettered: IntCounterVec,
+    pub(crate) unroutable: IntCounterVec,
     pub(crate) outbox_backlog: IntGauge,
     pub(crate) outbox_oldest_age: Gauge,
     pub(crate) dead_letter_depth: IntGaugeVec,
@@ -38,6 +39,13 @@ impl MessagingMetrics {
             ),
             &["queue", "type"],
         )?;
+        let unroutable = IntCounterVec::new(
+            Opts::new(
+                "events_unroutable_total",
+                "Events the broker returned because no queue is bound to their routing key (kept unsent, retried with backoff), by type",
+            ),
+            &["type"],
+        )?;
         let outbox_backlog = IntGauge::new(
             "outbox_backlog",
             "Outbox events not yet confirmed by the broker",
@@ -56,6 +64,7 @@ impl MessagingMetrics {
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(unroutable.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(outbox_oldest_age.clone()))?;
         registry.register(Box::new(dead_letter_depth.clone()))?;
@@ -63,6 +72,7 @@ impl MessagingMetrics {
             published,
             consumed,
             dead_lettered,
+            unroutable,
             outbox_backlog,
             outbox_oldest_age,
             dead_letter_depth,

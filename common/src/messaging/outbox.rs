@@ -8,6 +8,15 @@
 //! crash between confirm and commit republishes a row: delivery is
 //! at-least-once and consumers deduplicate by message id.
 //!
+//! Events Shop's own queues consume are published `mandatory`: one that no
+//! queue is bound to (a deleted queue, a prefix mismatch) comes back from
+//! the broker instead of vanishing. It stays unsent, is counted in `events_unroutable_total` and
+//! is retried with backoff (`attempts`, `next_attempt_at`), without holding
+//! up the events behind it. Publishing and its confirms run under a
+//! timeout: a broker that blocks publishers (a memory or disk alarm) makes
+//! the relay give up its transaction (the rows stay unsent, their locks are
+//! released) and reconnect, rather than sit idle in a transaction.
+//!
 //! Whoever commits outbox rows does so with [`commit`], which wakes the
 //! relays of its process; a relay also polls, which covers rows of
 //! a replica that died between commit and publish. No `NOTIFY` is sent: it
@@ -16,7 +25,8 @@
 //!
 //! The table (each service's migrations create it):
 //! `outbox (id uuid PK, event_type text, payload jsonb, traceparent text,
-//! created_at timestamptz, published_at timestamptz)`.
+//! created_at timestamptz, published_at timestamptz, attempts int,
+//! next_attempt_at timestamptz)`.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -79,6 +89,14 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How long sent rows are kept.
     pub retention: Duration,
+    /// How long publishing a batch and its confirms may take before the
+    /// channel is treated as broken.
+    pub confirm_timeout: Duration,
+    /// First delay before an unroutable event is tried again; doubles per
+    /// attempt up to `unroutable_backoff_max`.
+    pub unroutable_backoff: Duration,
+    /// The longest delay between two attempts at an unroutable event.
+    pub unroutable_backoff_max: Duration,
 }
 
 impl Default for RelaySettings {
@@ -87,8 +105,22 @@ impl Default for RelaySettings {
             batch_size: 100,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
+            confirm_timeout: Duration::from_secs(10),
+            unroutable_backoff: Duration::from_secs(1),
+            unroutable_backoff_max: Duration::from_secs(300),
         }
     }
+}
+
+/// What the broker said of one batch.
+#[derive(Default)]
+struct Published {
+    /// Confirmed: mark sent.
+    confirmed: Vec<Uuid>,
+    /// Returned as unroutable: retry later.
+    unroutable: Vec<Uuid>,
+    /// Nacked: retried on a new channel.
+    refused: usize,
 }
 
 /// Publishes outbox rows to the broker.
@@ -203,16 +235,70 @@ impl OutboxRelay {
         let rows = tx
             .query_cached(
                 "SELECT id, event_type, payload::text, traceparent FROM outbox \
-                 WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                 WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 &[&self.settings.batch_size],
             )
             .await?;
         if rows.is_empty() {
             return Ok(0);
         }
+        let outcome = tokio::time::timeout(
+            self.settings.confirm_timeout,
+            self.publish_rows(channel, &rows),
+        )
+        .await;
+        let Ok(outcome) = outcome else {
+            // Dropping the transaction rolls it back: the rows stay unsent
+            // and unlocked for the next attempt, on a new channel.
+            return Err(RelayError::Broker(
+                format!(
+                    "the broker did not confirm within {:?} (blocked by an alarm?)",
+                    self.settings.confirm_timeout
+                )
+                .into(),
+            ));
+        };
+        let Published {
+            confirmed,
+            unroutable,
+            refused,
+        } = outcome?;
+        tx.execute_cached(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+            &[&confirmed],
+        )
+        .await?;
+        if !unroutable.is_empty() {
+            let base = self.settings.unroutable_backoff.as_secs_f64();
+            let max = self.settings.unroutable_backoff_max.as_secs_f64();
+            tx.execute_cached(
+                "UPDATE outbox SET attempts = attempts + 1, \
+                 next_attempt_at = now() + make_interval(secs => least($2, $3 * power(2, attempts))) \
+                 WHERE id = ANY($1)",
+                &[&unroutable, &max, &base],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if refused > 0 {
+            return Err(RelayError::Broker(
+                format!("broker refused {refused} event(s)").into(),
+            ));
+        }
+        Ok(confirmed.len() + unroutable.len())
+    }
+
+    /// Publishes `rows` (mandatory, confirmed) and sorts them by what the
+    /// broker said.
+    async fn publish_rows(
+        &self,
+        channel: &Channel,
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Published, RelayError> {
         let exchange = self.broker.topology().exchange();
         let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let id: Uuid = row.try_get(0)?;
             let event_type: String = row.try_get(1)?;
             let payload: String = row.try_get(2)?;
@@ -222,40 +308,44 @@ impl OutboxRelay {
                 .basic_publish(
                     exchange.clone().into(),
                     event_type.clone().into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: super::topology::is_bound(&event_type),
+                        ..Default::default()
+                    },
                     payload.as_bytes(),
                     properties,
                 )
                 .await?;
             pending.push((id, event_type, confirm));
         }
-        let mut confirmed = Vec::with_capacity(pending.len());
-        let mut refused = 0;
+        let mut published = Published::default();
         for (id, event_type, confirm) in pending {
             match confirm.await? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {
+                Confirmation::Ack(Some(returned)) => {
+                    tracing::warn!(
+                        event_id = %id,
+                        event_type,
+                        reply = %returned.reply_text,
+                        "no queue is bound to this event's routing key; it stays unsent and is retried"
+                    );
+                    self.metrics
+                        .unroutable
+                        .with_label_values(&[event_type.as_str()])
+                        .inc();
+                    published.unroutable.push(id);
+                }
+                Confirmation::Ack(None) | Confirmation::NotRequested => {
                     self.metrics
                         .published
                         .with_label_values(&[event_type.as_str()])
                         .inc();
-                    confirmed.push(id);
+                    published.confirmed.push(id);
                 }
-                Confirmation::Nack(_) => refused += 1,
+                // Unconfirmed rows stay unsent and are retried on a new channel.
+                Confirmation::Nack(_) => published.refused += 1,
             }
         }
-        tx.execute_cached(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-            &[&confirmed],
-        )
-        .await?;
-        tx.commit().await?;
-        if refused > 0 {
-            // Unconfirmed rows stay unsent and are retried on a new channel.
-            return Err(RelayError::Broker(
-                format!("broker refused {refused} event(s)").into(),
-            ));
-        }
-        Ok(confirmed.len())
+        Ok(published)
     }
 
     /// Backlog metrics: how many events wait, and for how long.

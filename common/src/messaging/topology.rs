@@ -151,6 +151,35 @@ impl Topology {
     }
 }
 
+/// Whether Shop's own queues are bound to `routing_key` (topic matching:
+/// `*` is one word, `#` any number). Events they route are published
+/// `mandatory`: if such an event routes nowhere, a queue Shop depends on is
+/// missing and the event must not be dropped. Other events (such as
+/// `user.registered`) are offered to whoever subscribes.
+pub fn is_bound(routing_key: &str) -> bool {
+    QUEUES
+        .iter()
+        .flat_map(|(_, keys)| keys.iter())
+        .any(|pattern| topic_matches(pattern, routing_key))
+}
+
+fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(pattern: &[&str], key: &[&str]) -> bool {
+        match (pattern.first(), key.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => {
+                go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..]))
+            }
+            (Some(&"*"), Some(_)) => go(&pattern[1..], &key[1..]),
+            (Some(p), Some(k)) => p == k && go(&pattern[1..], &key[1..]),
+            _ => false,
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = key.split('.').collect();
+    go(&pattern, &key)
+}
+
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), long_string("quorum"));
@@ -184,4 +213,27 @@ fn explain(queue: &str, error: lapin::Error) -> BoxError {
 
 fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shop_queues_bind_the_saga_and_product_events_only() {
+        for key in [
+            "order.created",
+            "order.cancelled",
+            "stock.reserved",
+            "product.updated",
+        ] {
+            assert!(is_bound(key), "{key}");
+        }
+        for key in ["user.registered", "order.confirmed", "stock", "stock.a.b"] {
+            assert!(!is_bound(key), "{key}");
+        }
+        assert!(topic_matches("a.#", "a.b.c"));
+        assert!(topic_matches("#", "a"));
+        assert!(!topic_matches("a.*", "a"));
+    }
 }
