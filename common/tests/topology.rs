@@ -39,12 +39,10 @@ async fn a_queue_with_old_arguments_is_reported_with_the_one_time_step() {
         Topology::new(prefix.clone()),
         "topology-test",
     );
-    let error = broker
-        .connect("test")
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(error) = broker.connect("test").await else {
+        panic!("a queue with other arguments was redeclared");
+    };
+    let error = error.to_string();
     assert!(error.contains("exists with other arguments"), "{error}");
     assert!(
         error.contains(&format!("rabbitmqctl delete_queue {queue}")),
