@@ -9,7 +9,7 @@ IMAGE_REGISTRY ?= ghcr.io/shop
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' helm/shop/Chart.yaml)
 SERVICES := auth-svc catalog-svc order-svc
 
-.PHONY: help setup run test fuzz lint fmt bench helm-lint docker-lint docker
+.PHONY: help setup run test ha-test fuzz lint fmt bench helm-lint docker-lint docker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: setup ## The whole test suite against real PostgreSQL, RabbitMQ and Redis
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+ha-test: setup ## Two replicas of everything under load while the machine's RabbitMQ, then PostgreSQL, restart (disturbs anything else using them)
+	$(CARGO) nextest run -p e2e --run-ignored only -E 'test(/^ha_/)' --test-threads 1
 
 fuzz: setup ## schemathesis (every check) against each service's /openapi.json; fails on any 5xx, schema mismatch or undocumented status
 	scripts/fuzz.sh

@@ -230,13 +230,19 @@ impl TestBroker {
             .await;
     }
 
-    /// Messages ready in a queue (by its unprefixed name).
+    /// Messages ready in a queue (by its unprefixed name). On a connection
+    /// of its own, so that it works after the broker restarted.
     pub async fn depth(&self, queue: &str) -> u32 {
         let options = lapin::options::QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
-        self.channel
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let depth = channel
             .queue_declare(
                 self.topology.queue(queue).into(),
                 options,
@@ -244,7 +250,9 @@ impl TestBroker {
             )
             .await
             .expect("passive declare")
-            .message_count()
+            .message_count();
+        let _ = connection.close(200, "depth read".into()).await;
+        depth
     }
 }
 

@@ -58,6 +58,14 @@ pub struct Instance {
     handle: RunningHandle,
 }
 
+impl Instance {
+    /// Aborts the instance mid-work, as SIGKILL would: requests in flight
+    /// fail, unacknowledged deliveries go back to the broker.
+    pub async fn kill(&self) {
+        self.handle.kill().await;
+    }
+}
+
 /// The three services, their databases and the broker prefix.
 pub struct Stack {
     /// The broker prefix, with a connection to publish and inspect queues.
@@ -70,6 +78,7 @@ pub struct Stack {
     pub catalog: Instance,
     /// order-svc.
     pub order: Instance,
+    auth_config: auth_svc::AuthConfig,
     catalog_config: CatalogConfig,
     order_config: OrderConfig,
     catalog_db: TestDatabase,
@@ -151,7 +160,7 @@ impl Stack {
             },
             edge: options.edge.clone(),
         };
-        let auth_app = auth_svc::Application::build(auth_config)
+        let auth_app = auth_svc::Application::build(auth_config.clone())
             .await
             .expect("auth-svc starts");
         let auth = Instance {
@@ -204,6 +213,7 @@ impl Stack {
             catalog_db,
             orders_db,
             _auth_db: auth_db,
+            auth_config,
             extra: std::sync::Mutex::default(),
         }
     }
@@ -254,24 +264,47 @@ impl Stack {
         config.service.http_addr = "127.0.0.1:0".into();
         config.service.run_consumers = consumes;
         let instance = start_order(config).await;
-        self.extra
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(instance.handle.clone());
+        self.remember(&instance);
         instance
     }
 
     /// Another catalog-svc instance (a worker replica) on a free port.
     pub async fn extra_catalog_instance(&self, consumes: bool) -> RunningHandle {
+        self.extra_catalog(consumes).await.handle
+    }
+
+    /// Another catalog-svc instance on a free port, with its URL.
+    pub async fn extra_catalog(&self, consumes: bool) -> Instance {
         let mut config = self.catalog_config.clone();
         config.service.http_addr = "127.0.0.1:0".into();
         config.service.run_consumers = consumes;
-        let handle = start_catalog(config).await.handle;
+        let instance = start_catalog(config).await;
+        self.remember(&instance);
+        instance
+    }
+
+    /// Another auth-svc instance on a free port (same database, so the same
+    /// signing key), with its URL.
+    pub async fn extra_auth(&self) -> Instance {
+        let mut config = self.auth_config.clone();
+        config.service.http_addr = "127.0.0.1:0".into();
+        let app = auth_svc::Application::build(config)
+            .await
+            .expect("auth-svc starts");
+        let instance = Instance {
+            url: format!("http://127.0.0.1:{}", app.port()),
+            handle: app.handle(),
+        };
+        tokio::spawn(app.run_until_stopped());
+        self.remember(&instance);
+        instance
+    }
+
+    fn remember(&self, instance: &Instance) {
         self.extra
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(handle.clone());
-        handle
+            .push(instance.handle.clone());
     }
 
     /// Registers a user and logs in.
