@@ -1,4 +1,4 @@
-//! The command line: `auth-svc [serve | migrate | grant-admin <user> | revoke-admin <user>]`.
+//! The command line: `auth-svc [serve | migrate | dlq ... | grant-admin <user> | revoke-admin <user>]`.
 
 use anyhow::{Context as _, bail};
 use common::auth::Role;
@@ -21,8 +21,7 @@ pub enum Command {
     },
 }
 
-const USAGE: &str =
-    "usage: auth-svc [serve | migrate | grant-admin <username> | revoke-admin <username>]";
+const USAGE: &str = "usage: auth-svc [serve | migrate | dlq list|replay [--queue Q] [--limit N] [--dry-run] | grant-admin <username> | revoke-admin <username>]";
 
 impl Command {
     /// Parses the arguments after the program name.
@@ -56,6 +55,9 @@ impl Command {
             Command::Service(ServiceCommand::Migrate) => {
                 common::cli::migrate(&config.service.database_url, MIGRATIONS).await?
             }
+            Command::Service(ServiceCommand::Dlq(dlq)) => common::cli::dlq(&config.service, &dlq)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?,
             Command::SetRole { username, role } => {
                 common::db::migrate(&config.service.database_url, MIGRATIONS).await?;
                 let pool = common::db::pool(&config.service.database_url, 1)?;

@@ -1,4 +1,4 @@
-//! `catalog-svc [serve | migrate]`.
+//! `catalog-svc [serve | migrate | dlq list|replay ...]`.
 
 use catalog_svc::{Application, CatalogConfig, MIGRATIONS};
 use common::cli::ServiceCommand;
@@ -18,6 +18,9 @@ async fn main() -> anyhow::Result<()> {
         ServiceCommand::Migrate => {
             common::cli::migrate(&config.service.database_url, MIGRATIONS).await?
         }
+        ServiceCommand::Dlq(dlq) => common::cli::dlq(&config.service, &dlq)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
     }
     Ok(())
 }

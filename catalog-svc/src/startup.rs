@@ -56,11 +56,11 @@ impl Application {
         if config.service.run_consumers {
             let consumer = Consumer::new(
                 runtime.broker.clone(),
-                runtime.pool.clone(),
+                runtime.workers.clone(),
                 CATALOG_ORDER_EVENTS,
                 OrderEventsHandler::new(conflicts, cache.clone()),
                 runtime.messaging.clone(),
-                ConsumerSettings::default(),
+                ConsumerSettings::with_prefetch(config.service.consumer_prefetch),
             );
             runtime
                 .lifecycle

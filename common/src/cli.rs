@@ -1,12 +1,20 @@
-//! The command line every service shares: `<service> [serve | migrate]`.
+//! The command line every service shares:
+//! `<service> [serve | migrate | dlq list|replay [--queue Q] [--limit N] [--dry-run]]`.
+
+use crate::messaging::dlq::DlqCommand;
+
+/// The usage line of the shared commands.
+pub const USAGE: &str = "[serve | migrate | dlq list|replay [--queue Q] [--limit N] [--dry-run]]";
 
 /// What a service binary was asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceCommand {
     /// Migrate, then serve (the default).
     Serve,
     /// Apply pending migrations and exit (the Helm hook Job).
     Migrate,
+    /// List the dead-letter queues, or move their messages back.
+    Dlq(DlqCommand),
 }
 
 impl ServiceCommand {
@@ -20,7 +28,10 @@ impl ServiceCommand {
         {
             [] | ["serve"] => Ok(Self::Serve),
             ["migrate"] => Ok(Self::Migrate),
-            _ => Err(format!("usage: {service} [serve | migrate]")),
+            ["dlq", rest @ ..] => DlqCommand::parse(rest)
+                .map(Self::Dlq)
+                .map_err(|e| format!("{e}\nusage: {service} {USAGE}")),
+            _ => Err(format!("usage: {service} {USAGE}")),
         }
     }
 
@@ -38,6 +49,16 @@ pub async fn migrate(
 ) -> Result<(), crate::db::MigrationError> {
     let applied = crate::db::migrate(database_url, migrations).await?;
     println!("applied {} migration(s)", applied.len());
+    Ok(())
+}
+
+/// `<service> dlq ...`: lists or replays the dead-letter queues of the
+/// broker and prefix in `config`.
+pub async fn dlq(
+    config: &crate::config::ServiceConfig,
+    command: &DlqCommand,
+) -> Result<(), crate::messaging::broker::BoxError> {
+    crate::messaging::dlq::run(&config.amqp_url, &config.amqp_prefix, command).await?;
     Ok(())
 }
 
@@ -62,5 +83,14 @@ mod tests {
         assert_eq!(parse(&["serve"]), Ok(ServiceCommand::Serve));
         assert_eq!(parse(&["migrate"]), Ok(ServiceCommand::Migrate));
         assert!(parse(&["bogus"]).is_err());
+        assert!(matches!(
+            parse(&["dlq", "replay", "--dry-run"]),
+            Ok(ServiceCommand::Dlq(DlqCommand {
+                replay: true,
+                dry_run: true,
+                ..
+            }))
+        ));
+        assert!(parse(&["dlq"]).is_err());
     }
 }

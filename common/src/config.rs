@@ -19,7 +19,10 @@ use crate::redis::RedisConfig;
 const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
     ("amqp_prefix", ""),
-    ("db_pool_size", "16"),
+    ("db_pool_size", "8"),
+    ("worker_db_pool_size", "4"),
+    ("consumer_prefetch", "8"),
+    ("db_idle_timeout_secs", "60"),
     ("shutdown_timeout_secs", "25"),
     ("run_consumers", "true"),
     ("jwt_issuer", "shop-auth"),
@@ -70,8 +73,19 @@ pub struct ServiceConfig {
     pub amqp_url: SecretString,
     /// Prepended to every exchange and queue name (isolates parallel tests).
     pub amqp_prefix: String,
-    /// Upper bound of pooled database connections per process.
+    /// Database connections the API may use (per process).
     pub db_pool_size: usize,
+    /// Database connections of the background work (consumers, outbox
+    /// relay, sweeper), a pool of its own so that a backlog of messages can
+    /// never take the connections requests need. A process holds at most
+    /// `db_pool_size + worker_db_pool_size` connections.
+    pub worker_db_pool_size: usize,
+    /// Deliveries a consumer takes at once; beyond the worker pool they
+    /// wait for a connection, not for a row lock while holding one.
+    pub consumer_prefetch: u16,
+    /// Pooled connections unused this long are closed, so an idle process
+    /// holds few.
+    pub db_idle_timeout_secs: u64,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
     /// Whether this instance consumes its queue (and, in order-svc, sweeps

@@ -21,8 +21,10 @@ use crate::web::{HttpMetrics, Readiness, base_app};
 
 /// The shared runtime pieces of a service instance.
 pub struct ServiceRuntime {
-    /// Database pool.
+    /// Database pool of the API.
     pub pool: PgPool,
+    /// Database pool of the background work: consumers, relay, sweeper.
+    pub workers: PgPool,
     /// The broker handle (names, connections, status).
     pub broker: Broker,
     /// HTTP and messaging metrics live in this registry.
@@ -50,6 +52,7 @@ impl ServiceRuntime {
     ) -> anyhow::Result<Self> {
         db::migrate(&config.database_url, migrations).await?;
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let workers = db::pool(&config.database_url, config.worker_db_pool_size)?;
         let broker = Broker::new(
             config.amqp_url.clone(),
             Topology::new(config.amqp_prefix.clone()),
@@ -72,8 +75,10 @@ impl ServiceRuntime {
         let readiness = Readiness::new()
             .with_check("database", db::readiness_check(pool.clone()))
             .with_check("broker", broker.readiness_check());
+        let idle = Duration::from_secs(config.db_idle_timeout_secs.max(1));
         let runtime = Self {
             pool,
+            workers,
             broker,
             metrics,
             messaging,
@@ -82,8 +87,13 @@ impl ServiceRuntime {
             limiter,
             lifecycle: Lifecycle::new(),
         };
+        for pool in [runtime.pool.clone(), runtime.workers.clone()] {
+            runtime
+                .lifecycle
+                .spawn(db::close_idle(pool, idle, runtime.lifecycle.token()));
+        }
         let relay = OutboxRelay::new(
-            runtime.pool.clone(),
+            runtime.workers.clone(),
             runtime.broker.clone(),
             runtime.messaging.clone(),
             RelaySettings::default(),

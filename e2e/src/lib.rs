@@ -95,6 +95,9 @@ fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -
         amqp_url: common::testing::amqp_url().into(),
         amqp_prefix: broker.prefix().to_string(),
         db_pool_size: 8,
+        worker_db_pool_size: 2,
+        consumer_prefetch: 8,
+        db_idle_timeout_secs: 60,
         shutdown_timeout_secs: 2,
         run_consumers,
     }

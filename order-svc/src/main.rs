@@ -1,4 +1,4 @@
-//! `order-svc [serve | migrate]`.
+//! `order-svc [serve | migrate | dlq list|replay ...]`.
 
 use common::cli::ServiceCommand;
 use order_svc::{Application, MIGRATIONS, OrderConfig};
@@ -18,6 +18,9 @@ async fn main() -> anyhow::Result<()> {
         ServiceCommand::Migrate => {
             common::cli::migrate(&config.service.database_url, MIGRATIONS).await?
         }
+        ServiceCommand::Dlq(dlq) => common::cli::dlq(&config.service, &dlq)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
     }
     Ok(())
 }

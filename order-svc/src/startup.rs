@@ -54,23 +54,23 @@ impl Application {
         if config.service.run_consumers {
             let consumer = Consumer::new(
                 runtime.broker.clone(),
-                runtime.pool.clone(),
+                runtime.workers.clone(),
                 ORDER_STOCK_EVENTS,
                 StockEventsHandler::new(outcomes.clone()),
                 runtime.messaging.clone(),
-                ConsumerSettings::default(),
+                ConsumerSettings::with_prefetch(config.service.consumer_prefetch),
             );
             runtime
                 .lifecycle
                 .spawn(consumer.run(runtime.lifecycle.token()));
             let products = Consumer::new(
                 runtime.broker.clone(),
-                runtime.pool.clone(),
+                runtime.workers.clone(),
                 ORDER_PRODUCT_EVENTS,
                 ProductEventsHandler,
                 runtime.messaging.clone(),
                 // Product changes are rare and each applies in one statement:
-                // a little concurrency leaves the pool to the saga and the API.
+                // a little concurrency leaves the worker pool to the saga.
                 ConsumerSettings {
                     prefetch: 2,
                     ..ConsumerSettings::default()
@@ -80,7 +80,7 @@ impl Application {
                 .lifecycle
                 .spawn(products.run(runtime.lifecycle.token()));
             runtime.lifecycle.spawn(sweeper::run(
-                runtime.pool.clone(),
+                runtime.workers.clone(),
                 Duration::from_millis(config.orders.sweep_interval_ms),
                 order_metrics,
                 runtime.lifecycle.token(),

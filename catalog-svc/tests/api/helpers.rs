@@ -44,6 +44,9 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
             amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 8,
+            worker_db_pool_size: 2,
+            consumer_prefetch: 8,
+            db_idle_timeout_secs: 60,
             shutdown_timeout_secs: 1,
             run_consumers: true,
         },
@@ -63,6 +66,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// catalog-svc with the given Redis and rate limits.
 pub async fn spawn_app_with_edge(edge: common::config::EdgeConfig) -> TestApp {
+    spawn_app_with(|config| config.edge = edge).await
+}
+
+/// catalog-svc with its configuration changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut CatalogConfig)) -> TestApp {
     common::telemetry::init_for_tests();
     let key = SigningKey::generate();
     let key_file = std::env::temp_dir().join(format!("catalog-test-{}.pub.pem", Uuid::new_v4()));
@@ -73,10 +81,8 @@ pub async fn spawn_app_with_edge(edge: common::config::EdgeConfig) -> TestApp {
         jwks_url: "http://127.0.0.1:9/unused".into(),
         jwt_public_key_file: Some(key_file.clone()),
     };
-    let config = CatalogConfig {
-        edge,
-        ..config(&db, &broker, verifier)
-    };
+    let mut config = config(&db, &broker, verifier);
+    tweak(&mut config);
     let app = catalog_svc::Application::build(config)
         .await
         .expect("application builds");

@@ -6,6 +6,7 @@ mod concurrency;
 mod edge;
 mod helpers;
 mod listing;
+mod pools;
 mod products;
 mod reservations;
 mod with_auth_svc;

@@ -134,6 +134,20 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, PoolSetupError>
         .build()?)
 }
 
+/// Closes pooled connections unused for `idle`, checking every `idle / 2`,
+/// until `shutdown`: a quiet process holds (almost) no connections.
+pub async fn close_idle(pool: Pool, idle: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(idle / 2);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                pool.retain(|_, metrics| metrics.last_used() < idle);
+            }
+        }
+    }
+}
+
 /// `/readyz` check: a pooled connection answers `SELECT 1`.
 pub fn readiness_check(pool: Pool) -> ReadinessCheck {
     Arc::new(move || {

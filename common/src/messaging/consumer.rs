@@ -106,12 +106,22 @@ pub struct ConsumerSettings {
     pub inbox_retention: Duration,
 }
 
+impl ConsumerSettings {
+    /// The defaults with `prefetch` deliveries at once (`CONSUMER_PREFETCH`).
+    pub fn with_prefetch(prefetch: u16) -> Self {
+        Self {
+            prefetch: prefetch.max(1),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
-            // Half the default pool (16): each delivery in flight holds a
-            // connection, and on a hot product most of them only wait for
-            // its row lock; the other half stays for the API and the relay.
+            // Twice the default worker pool: deliveries beyond it wait for a
+            // connection (not for a row lock while holding one), and the
+            // API has a pool of its own.
             prefetch: 8,
             max_attempts: 5,
             retry_base: Duration::from_millis(200),

@@ -12,6 +12,7 @@
 
 pub mod broker;
 pub mod consumer;
+pub mod dlq;
 pub mod events;
 pub mod metrics;
 pub mod outbox;
