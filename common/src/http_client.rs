@@ -4,7 +4,9 @@
 //! Retries come from `reqwest-retry` (exponential backoff with jitter, on
 //! connection errors, timeouts and 5xx), the breaker from `failsafe`: after
 //! consecutive failures it opens and calls fail fast until a jittered
-//! back-off lets a trial call through. Its state is exported as
+//! back-off lets a trial call through. Only signs of a dead upstream count
+//! (no connection, 500/502/504); a busy one (a slow answer, 503, 429) fails
+//! the call that met it but never opens the breaker for every caller. Its state is exported as
 //! `circuit_breaker_state{upstream}` (0 closed, 1 open, 2 half-open).
 
 use std::time::Duration;
@@ -104,8 +106,37 @@ pub struct ServiceClient {
     breaker: Breaker,
 }
 
-/// An attempt that counts as a failure for the breaker.
-struct Failure(String);
+/// A failed attempt; `dead` decides whether it counts for the breaker.
+struct Failure {
+    reason: String,
+    /// The upstream looks down (no connection, 500/502/504), not merely
+    /// busy (a slow answer, 503, 429): only that opens the breaker, so a
+    /// busy catalog-svc is not cut off from every caller at once.
+    dead: bool,
+}
+
+/// No connection could be made (refused, unreachable, connect timeout).
+fn is_connect(error: &reqwest_middleware::Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        reqwest_middleware::Error::Reqwest(e) => e.is_connect(),
+        // The retry middleware wraps the last attempt's error in types of
+        // its own; the socket's error is at the bottom of the chain.
+        reqwest_middleware::Error::Middleware(e) => e.chain().any(|cause| {
+            cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                        | ErrorKind::AddrNotAvailable
+                )
+            }) || cause
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_connect)
+        }),
+    }
+}
 
 impl ServiceClient {
     /// A client for `upstream` at `base_url`; registers its breaker gauge
@@ -166,19 +197,33 @@ impl ServiceClient {
         }
         let attempt = async {
             match request.send().await {
-                Ok(response) if response.status().is_server_error() => {
-                    Err(Failure(format!("status {}", response.status())))
+                Ok(response)
+                    if response.status().is_server_error()
+                        || response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    let status = response.status();
+                    Err(Failure {
+                        reason: format!("status {status}"),
+                        dead: !matches!(
+                            status,
+                            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                        ),
+                    })
                 }
                 Ok(response) => Ok(response),
-                Err(e) => Err(Failure(e.to_string())),
+                Err(e) => Err(Failure {
+                    dead: is_connect(&e),
+                    reason: e.to_string(),
+                }),
             }
         };
-        let response = match self.breaker.call(attempt).await {
+        let counts = |failure: &Failure| failure.dead;
+        let response = match self.breaker.call_with(counts, attempt).await {
             Ok(response) => response,
             Err(failsafe::Error::Rejected) => {
                 return Err(CallError::CircuitOpen(self.upstream.clone()));
             }
-            Err(failsafe::Error::Inner(Failure(reason))) => {
+            Err(failsafe::Error::Inner(Failure { reason, .. })) => {
                 return Err(CallError::Unavailable {
                     upstream: self.upstream.clone(),
                     reason,
@@ -202,5 +247,84 @@ impl ServiceClient {
                 reason: format!("status {status}"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    use actix_web::{App, HttpResponse, HttpServer, web};
+
+    use super::*;
+
+    /// An upstream answering every request with the status the test sets.
+    async fn upstream(status: Arc<AtomicU16>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = HttpServer::new(move || {
+            let status = status.clone();
+            App::new().default_service(web::to(move || {
+                let code = status.load(Ordering::SeqCst);
+                async move {
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(code).expect("status"),
+                    )
+                    .json(serde_json::json!({"ok": true}))
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn client(base_url: &str) -> (ServiceClient, Registry) {
+        let registry = Registry::new();
+        let settings = ClientSettings {
+            max_retries: 0,
+            failures_to_open: 3,
+            ..ClientSettings::default()
+        };
+        let client = ServiceClient::new("up", base_url, settings, &registry).expect("client");
+        (client, registry)
+    }
+
+    #[tokio::test]
+    async fn a_busy_upstream_never_opens_the_breaker_and_a_dead_one_does() {
+        let status = Arc::new(AtomicU16::new(503));
+        let (busy, _) = client(&upstream(status.clone()).await);
+        for _ in 0..10 {
+            let call = busy.get_json::<serde_json::Value>("/x").await;
+            assert!(
+                matches!(call, Err(CallError::Unavailable { .. })),
+                "{call:?}"
+            );
+        }
+        status.store(200, Ordering::SeqCst);
+        assert!(
+            busy.get_json::<serde_json::Value>("/x").await.is_ok(),
+            "still closed"
+        );
+
+        // Nothing listens on this port: connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let (dead, _) = client(&format!("http://127.0.0.1:{port}"));
+        for _ in 0..3 {
+            let call = dead.get_json::<serde_json::Value>("/x").await;
+            assert!(
+                matches!(call, Err(CallError::Unavailable { .. })),
+                "{call:?}"
+            );
+        }
+        let call = dead.get_json::<serde_json::Value>("/x").await;
+        assert!(matches!(call, Err(CallError::CircuitOpen(_))), "{call:?}");
     }
 }
