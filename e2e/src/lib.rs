@@ -29,6 +29,8 @@ pub struct StackOptions {
     pub order_consumes: bool,
     /// Redis and rate limits, shared by every instance of the stack.
     pub edge: common::config::EdgeConfig,
+    /// `CONSUMER_PREFETCH` of every instance.
+    pub consumer_prefetch: u16,
 }
 
 impl Default for StackOptions {
@@ -38,6 +40,7 @@ impl Default for StackOptions {
             catalog_consumes: true,
             order_consumes: true,
             edge: common::testing::edge(),
+            consumer_prefetch: 8,
         }
     }
 }
@@ -177,7 +180,10 @@ impl Stack {
             jwt_public_key_file: None,
         };
         let catalog_config = CatalogConfig {
-            service: service_config(&catalog_db, &broker, options.catalog_consumes),
+            service: ServiceConfig {
+                consumer_prefetch: options.consumer_prefetch,
+                ..service_config(&catalog_db, &broker, options.catalog_consumes)
+            },
             jwt: jwt(),
             verifier: verifier.clone(),
             edge: options.edge.clone(),
@@ -189,7 +195,10 @@ impl Stack {
         };
 
         let order_config = OrderConfig {
-            service: service_config(&orders_db, &broker, options.order_consumes),
+            service: ServiceConfig {
+                consumer_prefetch: options.consumer_prefetch,
+                ..service_config(&orders_db, &broker, options.order_consumes)
+            },
             jwt: jwt(),
             verifier,
             orders: OrderSettings {
