@@ -27,8 +27,8 @@ test: setup ## The whole test suite against real PostgreSQL, RabbitMQ and Redis
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-ha-test: setup ## Two replicas of everything under load while the machine's RabbitMQ, then PostgreSQL, restart (disturbs anything else using them)
-	$(CARGO) nextest run -p e2e --run-ignored only -E 'test(/^ha_/)' --test-threads 1
+ha-test: setup ## Two replicas of everything under load across a RabbitMQ and a PostgreSQL restart, and a broker memory alarm (disturbs anything else using them)
+	$(CARGO) nextest run --workspace --run-ignored only -E 'test(/^ha_/)' --test-threads 1
 
 fuzz: setup ## schemathesis (every check) against each service's /openapi.json; fails on any 5xx, schema mismatch or undocumented status
 	scripts/fuzz.sh

@@ -82,6 +82,18 @@ loadgen closed-wait closed --clients 32 --secs "$SECS" --wait
 loadgen open-wait open --rate "$RATE" --secs "$SECS" --wait
 loadgen open-poll open --rate "$RATE" --secs "$SECS"
 loadgen hot-wait hot --clients 64 --secs "$SECS" --wait
+# The same product with four catalog-svc replicas consuming and twice the
+# buyers: replicas must not make a hot product slower.
+extra=()
+for port in 18084 18085 18086; do
+  shop_start_replica "$BIN" catalog-svc bench "$OUT" "$port"
+  extra+=("${SHOP_PIDS[-1]}")
+done
+loadgen hot4-wait hot --clients 128 --secs "$SECS" --wait
+kill -TERM "${extra[@]}" && wait "${extra[@]}" 2>/dev/null || true
+SHOP_PIDS=("${SHOP_PIDS[@]:0:3}")
+DLQ=$(rabbitmqctl -q list_queues name messages | awk -v p="^${PREFIX//./\\.}.*\\.dlq$" '$1 ~ p {s += $2} END {print s + 0}')
+log "messages in dead-letter queues after the order runs: $DLQ"
 
 # --- logins against the bcrypt bound ------------------------------------------
 # auth-svc runs with its production cost (12) and bounds (one hash per core,
@@ -109,5 +121,5 @@ shop_stop
 trap - EXIT
 
 # --- report -------------------------------------------------------------------
-BOUND=$BOUND OUT=$OUT RATE=$RATE python3 scripts/bench_report.py | tee "$OUT/report.md"
+BOUND=$BOUND OUT=$OUT RATE=$RATE DLQ=$DLQ python3 scripts/bench_report.py | tee "$OUT/report.md"
 log "written to $OUT/report.md"

@@ -53,6 +53,7 @@ names = {
     "open-wait": f"open loop {rate}/s, `Prefer: wait`",
     "open-poll": f"open loop {rate}/s, polling",
     "hot-wait": "64 buyers of one product, `Prefer: wait`",
+    "hot4-wait": "128 buyers of one product, 4 catalog replicas, `Prefer: wait`",
 }
 for key, label in names.items():
     r = load(key)
@@ -66,6 +67,8 @@ for key, label in names.items():
         f"| {r['server_final_p50_ms']:.1f} / {r['server_final_p99_ms']:.1f} ms "
         f"| {r['oversold']} | {', '.join(f'{k} {v}' for k, v in sorted(r['outcomes'].items()))} |"
     )
+lines.append("")
+lines.append(f"Messages in dead-letter queues after the order runs: {os.environ.get('DLQ', '?')}")
 lines.append("")
 bound_hashes, login = load("bcrypt-bound"), load("login")
 if bound_hashes and login:

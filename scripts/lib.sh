@@ -59,6 +59,23 @@ shop_stop() {
   shop_delete_queues
 }
 
+# shop_start_replica BIN SERVICE TAG LOG_DIR PORT: one more replica of SERVICE
+# (auth-svc, catalog-svc or order-svc) on PORT, against what shop_start set up.
+shop_start_replica() {
+  local bin=$1 service=$2 tag=$3 logs=$4 port=$5 db
+  case $service in auth-svc) db=auth ;; catalog-svc) db=catalog ;; *) db=orders ;; esac
+  AMQP_PREFIX=$SHOP_QUEUE_PREFIX HTTP_ADDR=127.0.0.1:$port \
+    JWKS_URL=$AUTH_URL/.well-known/jwks.json CATALOG_URL=$CATALOG_URL \
+    DATABASE_URL=postgres://shop:shop@127.0.0.1:5432/shop_${tag}_$db \
+    "$bin/$service" serve >"$logs/$service-$port.log" 2>&1 &
+  SHOP_PIDS+=($!)
+  for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  log "$service on port $port did not become ready"; cat "$logs/$service-$port.log"; return 1
+}
+
 shop_start() {
   local bin=$1 prefix=$2 tag=$3 logs=$4; shift 4
   local ports=("$@") dbs=(auth catalog orders) services=(auth-svc catalog-svc order-svc) i port

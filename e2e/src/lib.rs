@@ -97,7 +97,10 @@ fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -
         database_url: db.url(),
         amqp_url: common::testing::amqp_url().into(),
         amqp_prefix: broker.prefix().to_string(),
-        db_pool_size: 8,
+        // Small pools: a stack may run six instances beside another test's,
+        // and the suite must fit a default PostgreSQL (100 connections)
+        // with another Shop running.
+        db_pool_size: 4,
         worker_db_pool_size: 2,
         consumer_prefetch: 8,
         db_idle_timeout_secs: 60,
@@ -162,7 +165,9 @@ impl Stack {
                 jwt_private_key_file: None,
                 jwt_ttl_secs: 900,
                 bcrypt_concurrency: None,
-                bcrypt_queue: None,
+                // Room for tests that register many users at once; the
+                // bound itself is tested in auth-svc.
+                bcrypt_queue: Some(64),
             },
             edge: options.edge.clone(),
         };

@@ -134,6 +134,8 @@ pub struct OutboxRelay {
 enum RelayError {
     Database(DbError),
     Broker(BoxError),
+    /// Publishing or its confirms took longer than the timeout.
+    Timeout,
 }
 
 impl From<DbError> for RelayError {
@@ -195,9 +197,32 @@ impl OutboxRelay {
         let mut last_report: Option<Instant> = None;
         let mut last_prune: Option<Instant> = None;
         loop {
+            // A broker that blocks publishers (memory or disk alarm) says so
+            // on the connection: wait for it without taking any rows.
+            if connection.status().blocked() {
+                tracing::warn!(
+                    "the broker blocks publishers (resource alarm); events wait in the outbox"
+                );
+                while connection.status().blocked() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+                tracing::info!("the broker takes events again");
+            }
             let full_batch = match self.publish_batch(&channel).await {
                 Ok(published) => published as i64 == self.settings.batch_size,
                 Err(RelayError::Broker(e)) => return Err(e),
+                // Blocked mid-batch: the rows were let go; wait above.
+                Err(RelayError::Timeout) if connection.status().blocked() => continue,
+                Err(RelayError::Timeout) => {
+                    return Err(format!(
+                        "the broker did not confirm within {:?}; rebuilding the channel",
+                        self.settings.confirm_timeout
+                    )
+                    .into());
+                }
                 Err(RelayError::Database(e)) => {
                     tracing::warn!(error = %e, "outbox relay cannot read the database");
                     false
@@ -249,15 +274,10 @@ impl OutboxRelay {
         )
         .await;
         let Ok(outcome) = outcome else {
-            // Dropping the transaction rolls it back: the rows stay unsent
-            // and unlocked for the next attempt, on a new channel.
-            return Err(RelayError::Broker(
-                format!(
-                    "the broker did not confirm within {:?} (blocked by an alarm?)",
-                    self.settings.confirm_timeout
-                )
-                .into(),
-            ));
+            // Rolled back here, not whenever the dropped transaction gets
+            // to it: the rows are unsent and unlocked before anything else.
+            let _ = tx.rollback().await;
+            return Err(RelayError::Timeout);
         };
         let Published {
             confirmed,
