@@ -86,7 +86,7 @@ pub struct Stack {
     order_config: OrderConfig,
     catalog_db: TestDatabase,
     orders_db: TestDatabase,
-    _auth_db: TestDatabase,
+    auth_db: TestDatabase,
     /// Extra instances and replaced ones, stopped with the stack.
     extra: std::sync::Mutex<Vec<RunningHandle>>,
 }
@@ -229,7 +229,7 @@ impl Stack {
             order_config,
             catalog_db,
             orders_db,
-            _auth_db: auth_db,
+            auth_db,
             auth_config,
             extra: std::sync::Mutex::default(),
         }
@@ -481,44 +481,120 @@ impl Stack {
             .get(0)
     }
 
+    /// Units of a product that shipped orders took for good.
+    pub async fn fulfilled(&self, product: Uuid) -> i64 {
+        self.catalog_sql()
+            .await
+            .query_one(
+                "SELECT COALESCE(sum(i.quantity), 0)::bigint FROM reservation_items i \
+                 JOIN reservations r USING (order_id) WHERE r.state = 'fulfilled' AND i.product_id = $1",
+                &[&product],
+            )
+            .await
+            .expect("fulfilled")
+            .get(0)
+    }
+
     /// The invariant of DESIGN.md §5, for every product given with its
-    /// initial stock: stock never negative, initial = current + held.
+    /// initial stock: stock never negative, initial = current + held +
+    /// fulfilled.
     pub async fn assert_invariant(&self, products: &[(Uuid, i64)]) {
         for &(product, initial) in products {
-            let (stock, held) = (self.stock(product).await, self.held(product).await);
+            let (stock, held, fulfilled) = (
+                self.stock(product).await,
+                self.held(product).await,
+                self.fulfilled(product).await,
+            );
             assert!(stock >= 0, "stock of {product} is negative");
             assert_eq!(
                 initial,
-                stock + held,
-                "product {product}: initial {initial} != stock {stock} + held {held}"
+                stock + held + fulfilled,
+                "product {product}: initial {initial} != stock {stock} + held {held} + fulfilled {fulfilled}"
             );
         }
     }
 
-    /// Units the CONFIRMED orders hold of a product, per order-svc.
-    pub async fn confirmed_quantity(&self, product: Uuid) -> i64 {
+    /// Units of a product in orders of the given statuses, per order-svc.
+    async fn quantity_in(&self, product: Uuid, statuses: &[&str]) -> i64 {
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
         self.orders_sql()
             .await
             .query_one(
                 "SELECT COALESCE(sum(i.quantity), 0)::bigint FROM order_items i JOIN orders o ON o.id = i.order_id \
-                 WHERE o.status = 'CONFIRMED' AND i.product_id = $1",
-                &[&product],
+                 WHERE o.status = ANY($2) AND i.product_id = $1",
+                &[&product, &statuses],
             )
             .await
-            .expect("confirmed")
+            .expect("quantity")
             .get(0)
     }
 
-    /// Both services agree: what catalog holds is what order-svc confirmed.
+    /// Units the CONFIRMED orders hold of a product, per order-svc.
+    pub async fn confirmed_quantity(&self, product: Uuid) -> i64 {
+        self.quantity_in(product, &["CONFIRMED"]).await
+    }
+
+    /// Both services agree: what catalog holds is what order-svc confirmed,
+    /// and what it counts as fulfilled is what shipped.
     pub async fn assert_agreement(&self, product: Uuid) {
         eventually(
-            "catalog holds exactly what order-svc confirmed",
+            "catalog holds exactly what order-svc confirmed, and fulfilled what shipped",
             WAIT,
             || async {
-                (self.held(product).await == self.confirmed_quantity(product).await).then_some(())
+                let holds = self.held(product).await == self.confirmed_quantity(product).await;
+                let shipped = self.quantity_in(product, &["SHIPPED", "DELIVERED"]).await;
+                (holds && self.fulfilled(product).await == shipped).then_some(())
             },
         )
         .await;
+    }
+
+    /// Registers a user, makes them an admin (as `auth-svc grant-admin`
+    /// does) and logs them in.
+    pub async fn admin(&self, name: &str) -> User {
+        let user = self.user(name).await;
+        sql(&self.auth_db)
+            .await
+            .execute(
+                "UPDATE users SET role = 'admin' WHERE username = $1",
+                &[&name],
+            )
+            .await
+            .expect("grant admin");
+        let body = json!({"username": name, "password": "correct horse battery"});
+        let login: Value = self
+            .http
+            .post(format!("{}/login", self.auth.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        User {
+            id: user.id,
+            token: login["access_token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    /// `POST /orders/{id}/<action>` (cancel, ship, deliver), optionally
+    /// with `If-Match`.
+    pub async fn act(
+        &self,
+        user: &User,
+        id: Uuid,
+        action: &str,
+        if_match: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .post(format!("{}/orders/{id}/{action}", self.order.url))
+            .bearer_auth(&user.token);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request")
     }
 
     /// A connection to catalog-svc's database.

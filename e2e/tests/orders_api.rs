@@ -198,10 +198,10 @@ async fn users_see_only_their_own_orders_newest_first() {
 async fn cancelling_a_final_order_is_409() {
     let (stack, _, mug) = setup().await;
     let buyer = stack.user("buyer").await;
-    let order = stack.place_ok(&buyer, &[(mug, 1)]).await;
-    assert_eq!(stack.final_status(order).await, "CONFIRMED");
+    let order = stack.place_ok(&buyer, &[(mug, 500)]).await;
+    assert_eq!(stack.final_status(order).await, "REJECTED");
     let body = assert_problem(stack.cancel(&buyer, order).await, 409).await;
-    assert_eq!(body["order_status"], "CONFIRMED");
+    assert_eq!(body["order_status"], "REJECTED");
 }
 
 #[tokio::test]

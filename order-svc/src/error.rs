@@ -1,6 +1,7 @@
 //! The one error type of order-svc and its HTTP mapping.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use common::db::DbError;
 use common::telemetry::error_chain;
@@ -28,9 +29,21 @@ pub enum ApiError {
     /// An `Idempotency-Key` reused for a different order.
     #[error("this Idempotency-Key was used for a different order")]
     IdempotencyKeyReused,
-    /// Cancel of an order that ended otherwise.
-    #[error("the order is already {}", .0.as_str())]
+    /// A change the order's current status does not allow.
+    #[error("the order is {}", .0.as_str())]
     AlreadyFinal(OrderStatus),
+    /// A body in a media type the endpoint does not take.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Only admins may do this.
+    #[error("only an admin may do this")]
+    Forbidden,
+    /// `If-Match` named a version that is no longer current.
+    #[error("the order changed; its current version is {current}")]
+    StaleVersion {
+        /// The version now.
+        current: i64,
+    },
     /// catalog-svc is down or its breaker is open.
     #[error("catalog-svc is unavailable")]
     CatalogUnavailable(#[source] common::http_client::CallError),
@@ -84,9 +97,24 @@ impl ApiError {
                 .with_type("idempotency-key-reused", "Idempotency-Key reused")
                 .with_detail(self.to_string()),
             ApiError::AlreadyFinal(status) => Problem::new(StatusCode::CONFLICT)
-                .with_type("order-final", "The order is already final")
+                .with_type("order-state", "The order's status does not allow this")
                 .with_detail(self.to_string())
                 .with_extension("order_status", status.as_str()),
+            ApiError::UnsupportedMediaType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .with_detail("expected Content-Type: application/merge-patch+json"),
+            ApiError::Forbidden => {
+                Problem::new(StatusCode::FORBIDDEN).with_detail(self.to_string())
+            }
+            ApiError::StaleVersion { current } => {
+                let mut problem = Problem::new(StatusCode::PRECONDITION_FAILED)
+                    .with_type("stale-version", "The order changed since you read it")
+                    .with_detail(self.to_string())
+                    .with_extension("current_version", *current);
+                if let Ok(value) = HeaderValue::from_str(&common::web::etag(*current)) {
+                    problem = problem.with_header(header::ETAG, value);
+                }
+                problem
+            }
             ApiError::CatalogUnavailable(e) => {
                 tracing::warn!(error = %e, "catalog-svc unavailable");
                 Problem::unavailable("the product catalog is unavailable; try again shortly", 5)

@@ -10,9 +10,9 @@ use crate::routes::orders;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shop order-svc", description = "Orders, and the saga that reserves their stock."),
-    paths(orders::place, orders::list, orders::get, orders::cancel),
+    paths(orders::place, orders::list, orders::get, orders::patch, orders::cancel, orders::ship, orders::deliver),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "orders", description = "A user's orders; everything needs a token"))
+    tags((name = "orders", description = "Orders: a customer sees their own, an admin everyone's; everything needs a token"))
 )]
 pub struct ApiDoc;
 

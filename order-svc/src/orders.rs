@@ -1,20 +1,27 @@
-//! Order use cases: place (with snapshots and idempotency), read, cancel.
+//! Order use cases: place (with snapshots and idempotency), read, list,
+//! cancel, ship, deliver, change the address. An order is visible to its
+//! owner and to admins; every change is version-checked (`If-Match`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use common::auth::AuthUser;
 use common::db::{self, DbError, PgPool};
+use common::messaging::consumer::Transaction;
 use common::messaging::enqueue;
-use common::messaging::events::{Envelope, ItemQuantity, OrderCreated};
+use common::messaging::events::{Envelope, ItemQuantity, OrderCreated, ShippingAddress};
 use common::money::Money;
 use common::pagination::{Cursor, split_page};
 use futures_util::future::join_all;
 use uuid::Uuid;
 
 use crate::catalog::CatalogClient;
+use common::web::FieldErrors;
+use serde_json::Value;
+
 use crate::domain::{
     IdempotencyKey, Order, OrderLine, OrderStatus, RequestedItem, RequestedItems, Transition,
+    merge_patch, parse_optional,
 };
 use crate::error::ApiError;
 use crate::outcomes::Outcomes;
@@ -139,6 +146,7 @@ impl Orders {
         &self,
         caller: &AuthUser,
         items: RequestedItems,
+        shipping_address: Option<ShippingAddress>,
         key: Option<IdempotencyKey>,
     ) -> Result<Placed, ApiError> {
         let key = key.as_ref().map(IdempotencyKey::as_str);
@@ -167,6 +175,7 @@ impl Orders {
             total,
             deadline,
             idempotency_key: key,
+            shipping_address: shipping_address.as_ref(),
         };
 
         let event = OrderCreated {
@@ -205,17 +214,20 @@ impl Orders {
         Ok(Placed::Created(order))
     }
 
-    /// One of the caller's orders.
+    /// An order the caller may see: their own, or any for an admin.
     pub async fn get(&self, caller: &AuthUser, id: Uuid) -> Result<Order, ApiError> {
         let client = db::client(&self.pool).await?;
-        orders::find_for_user(&client, id, caller.id)
-            .await?
-            .ok_or(ApiError::NotFound)
+        let order = if caller.is_admin() {
+            orders::find(&client, id).await?
+        } else {
+            orders::find_for_user(&client, id, caller.id).await?
+        };
+        order.ok_or(ApiError::NotFound)
     }
 
-    /// One of the caller's orders, answered once it is final or when `wait`
-    /// has passed, whichever comes first (`Prefer: wait`). Two reads, none
-    /// while waiting: the waiter is registered before the first read, so an
+    /// The order, answered once it is final or when `wait` has passed,
+    /// whichever comes first (`Prefer: wait`). Two reads, none while
+    /// waiting: the waiter is registered before the first read, so an
     /// outcome decided in between still wakes it.
     pub async fn get_when_final(
         &self,
@@ -232,37 +244,160 @@ impl Orders {
         self.get(caller, id).await
     }
 
-    /// The caller's orders, newest first.
+    /// Orders, newest first: the caller's; an admin may ask for one user's
+    /// (`user_id`) or everyone's (`all`). A customer asking for others'
+    /// orders is refused.
     pub async fn list(
         &self,
         caller: &AuthUser,
+        filter: ListFilter,
         before: Option<Uuid>,
         limit: i64,
     ) -> Result<Page, ApiError> {
+        let others = filter.all || filter.user_id.is_some_and(|u| u != caller.id);
+        if others && !caller.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let user = if filter.all {
+            None
+        } else {
+            Some(filter.user_id.unwrap_or(caller.id))
+        };
         let client = db::client(&self.pool).await?;
-        let mut items = orders::list_for_user(&client, caller.id, before, limit).await?;
+        let mut items = orders::list(&client, user, filter.status, before, limit).await?;
         let next_cursor = split_page(&mut items, limit, |o| o.id);
         Ok(Page { items, next_cursor })
     }
 
-    /// Cancels a PENDING order (idempotent for a CANCELLED one); its stock
-    /// is released by catalog-svc on `order.cancelled`.
-    pub async fn cancel(&self, caller: &AuthUser, id: Uuid) -> Result<Order, ApiError> {
+    /// Cancels a PENDING or CONFIRMED order (its owner, or an admin);
+    /// catalog-svc gives back what it holds on `order.cancelled`. Anything
+    /// else is a conflict naming the current status: of two cancels at
+    /// once, one wins and the other is told the order is CANCELLED.
+    pub async fn cancel(
+        &self,
+        caller: &AuthUser,
+        id: Uuid,
+        if_match: Option<i64>,
+    ) -> Result<Order, ApiError> {
+        let reason = |order: &Order| {
+            if caller.is_admin() && order.user_id != caller.id {
+                "admin"
+            } else {
+                "user"
+            }
+        };
+        let order = self
+            .change(caller, id, if_match, async |tx, order| {
+                saga::apply(tx, &order, Transition::Cancel, Some(reason(&order)), None).await?;
+                Ok(())
+            })
+            .await?;
+        self.outcomes.settled(id);
+        Ok(order)
+    }
+
+    /// Ships a CONFIRMED order, or records a SHIPPED one delivered (admins
+    /// only: a customer is refused before anything is looked up).
+    pub async fn advance(
+        &self,
+        caller: &AuthUser,
+        id: Uuid,
+        if_match: Option<i64>,
+        transition: Transition,
+    ) -> Result<Order, ApiError> {
+        if !caller.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        self.change(caller, id, if_match, async |tx, order| {
+            saga::apply(tx, &order, transition, None, None).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) to an order: only its
+    /// `shipping_address` can change, and only while it is PENDING or
+    /// CONFIRMED. The address that results is validated as a whole.
+    pub async fn patch(
+        &self,
+        caller: &AuthUser,
+        id: Uuid,
+        if_match: Option<i64>,
+        patch: Value,
+    ) -> Result<Order, ApiError> {
+        let Value::Object(members) = &patch else {
+            let mut errors = FieldErrors::new();
+            errors.add("body", "must be a JSON object (a merge patch of the order)");
+            return Err(errors.into());
+        };
+        let mut errors = FieldErrors::new();
+        for name in members.keys().filter(|k| *k != "shipping_address") {
+            errors.add(name, "cannot be changed; only shipping_address can");
+        }
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        self.change(caller, id, if_match, async |tx, order| {
+            if !order.status.is_open() {
+                return Err(ApiError::AlreadyFinal(order.status));
+            }
+            let current = serde_json::to_value(&order.shipping_address)
+                .map_err(|e| ApiError::Unexpected(e.into()))?;
+            let mut target = serde_json::json!({ "shipping_address": current });
+            merge_patch(&mut target, &patch);
+            let address = parse_optional(target.get("shipping_address"))?;
+            if !orders::set_address(tx, order.id, order.version, address.as_ref()).await? {
+                return Err(ApiError::Unexpected(anyhow::anyhow!(
+                    "order {} changed under its lock",
+                    order.id
+                )));
+            }
+            saga::address_changed(tx, order.id, address).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One change of an order in one transaction: lock it (visible to the
+    /// caller, else 404), check `If-Match` (stale: 412 with the current
+    /// version), apply `change`, commit, and return the order as it is now.
+    async fn change<F>(
+        &self,
+        caller: &AuthUser,
+        id: Uuid,
+        if_match: Option<i64>,
+        change: F,
+    ) -> Result<Order, ApiError>
+    where
+        F: AsyncFnOnce(&Transaction<'_>, Order) -> Result<(), ApiError>,
+    {
         let mut client = db::client(&self.pool).await?;
         let tx = client.transaction().await.map_err(DbError::from)?;
         let order = orders::lock(&tx, id)
             .await?
-            .filter(|o| o.user_id == caller.id)
+            .filter(|o| o.user_id == caller.id || caller.is_admin())
             .ok_or(ApiError::NotFound)?;
-        if order.status == OrderStatus::Cancelled {
-            return Ok(order);
+        if let Some(expected) = if_match
+            && expected != order.version
+        {
+            return Err(ApiError::StaleVersion {
+                current: order.version,
+            });
         }
-        saga::apply(&tx, &order, Transition::Cancel, Some("user"), None).await?;
-        let order = orders::find_for_user(&tx, id, caller.id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        change(&tx, order).await?;
+        let order = orders::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
         common::messaging::commit(tx).await?;
-        self.outcomes.settled(id);
         Ok(order)
     }
+}
+
+/// Which orders a listing shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter {
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only this user's orders (admins; a customer may name only themself).
+    pub user_id: Option<Uuid>,
+    /// Everyone's orders (admins only).
+    pub all: bool,
 }

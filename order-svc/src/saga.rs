@@ -3,7 +3,10 @@
 //! stock-events consumer all go through here.
 
 use common::db::{DbError, GenericClient};
-use common::messaging::events::{Envelope, OrderCancelled, OrderConfirmed, OrderRejected};
+use common::messaging::events::{
+    Envelope, OrderCancelled, OrderConfirmed, OrderDelivered, OrderRejected, OrderShipped,
+    OrderUpdated, ShippingAddress,
+};
 use common::messaging::{Event, enqueue};
 use uuid::Uuid;
 
@@ -83,12 +86,16 @@ pub async fn apply(
                 )
                 .await
             }
+            Transition::Ship => announce(tx, id, causation, OrderShipped { order_id: id }).await,
+            Transition::Deliver => {
+                announce(tx, id, causation, OrderDelivered { order_id: id }).await
+            }
         }
     };
     // The guarded update and its event go out together (pipelined); a
     // refused update fails the caller's transaction, event included.
     let (moved, announced) = tokio::join!(
-        orders::transition(tx, id, order.version, to, reason),
+        orders::transition(tx, id, order.version, order.status, to, reason),
         announced
     );
     if !moved? {
@@ -115,6 +122,25 @@ pub async fn compensate(
         OrderCancelled {
             order_id,
             reason: "late_reservation".into(),
+        },
+    )
+    .await
+}
+
+/// Announces an address change (`order.updated`), in the caller's
+/// transaction.
+pub async fn address_changed(
+    tx: &impl GenericClient,
+    order_id: Uuid,
+    shipping_address: Option<ShippingAddress>,
+) -> Result<(), DbError> {
+    announce(
+        tx,
+        order_id,
+        None,
+        OrderUpdated {
+            order_id,
+            shipping_address,
         },
     )
     .await

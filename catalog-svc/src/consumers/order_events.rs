@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::messaging::consumer::{HandlerError, Transaction};
 use common::messaging::events::{
-    Envelope as TypedEnvelope, ItemQuantity, OrderCancelled, OrderCreated, StockRejected,
-    StockReleased, StockReserved,
+    Envelope as TypedEnvelope, ItemQuantity, OrderCancelled, OrderCreated, OrderShipped,
+    StockRejected, StockReleased, StockReserved,
 };
 use common::messaging::{Envelope, Event, Handler, enqueue};
 use prometheus::IntCounter;
@@ -221,6 +221,26 @@ impl OrderEventsHandler {
     }
 }
 
+impl OrderEventsHandler {
+    /// `order.shipped`: what the order holds is gone for good. Only a held
+    /// reservation can ship (order-svc ships CONFIRMED orders only);
+    /// anything else is logged and left alone.
+    async fn fulfil(&self, tx: &Transaction<'_>, event: OrderShipped) -> Result<(), HandlerError> {
+        let order_id = event.order_id;
+        match reservations::lock(tx, order_id).await? {
+            Some(State::Held) => {
+                reservations::set_state(tx, order_id, State::Fulfilled).await?;
+                tracing::info!(%order_id, "reservation fulfilled");
+            }
+            Some(State::Fulfilled) => {}
+            other => {
+                tracing::warn!(%order_id, state = ?other, "order.shipped for an order that holds nothing; ignoring it");
+            }
+        }
+        Ok(())
+    }
+}
+
 fn reply_to<T: Event>(cause: &Envelope, order_id: Uuid, data: T) -> TypedEnvelope<T> {
     TypedEnvelope::new(PRODUCER, order_id.to_string(), Some(cause.id), data)
 }
@@ -236,6 +256,7 @@ impl Handler for OrderEventsHandler {
                 self.release(tx, envelope, envelope.parse().map_err(permanent)?)
                     .await
             }
+            OrderShipped::TYPE => self.fulfil(tx, envelope.parse().map_err(permanent)?).await,
             other => {
                 tracing::debug!(event_type = other, "ignoring event");
                 Ok(())

@@ -1,6 +1,6 @@
 //! The version a write expects to replace: from `If-Match` or the body.
 
-use common::web::{FieldErrors, whole_number};
+use common::web::{FieldErrors, if_match_version, whole_number};
 use serde_json::Value;
 
 /// Where the expected version came from; it decides the status of a stale
@@ -33,41 +33,11 @@ pub enum PreconditionError {
     Disagree,
 }
 
-/// The strong `ETag` of a version: `"3"`.
-pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
 fn invalid(field: &str, message: &str) -> PreconditionError {
     let mut errors = FieldErrors::new();
     errors.add(field, message);
     PreconditionError::Invalid(errors)
 }
-
-fn parse_if_match(header: &str) -> Result<i64, PreconditionError> {
-    let header = header.trim();
-    if header == "*" {
-        // `*` would mean "whatever the current version is": a blind write.
-        return Err(invalid(
-            "If-Match",
-            "must name a version such as \"3\", not *",
-        ));
-    }
-    // Anything but one strong ETag of a version (a weak tag, a list, an
-    // unquoted or unknown value) matches no version of the product: the
-    // write is refused as stale (412, with the current version), as HTTP
-    // has it for a tag that does not match, rather than as malformed.
-    Ok(header
-        .strip_prefix('"')
-        .and_then(|h| h.strip_suffix('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v >= 1)
-        .unwrap_or(NO_VERSION))
-}
-
-/// The version an `If-Match` that matches nothing stands for: versions start
-/// at 1, so a write expecting this one is always stale.
-pub const NO_VERSION: i64 = 0;
 
 /// The message for a `version` that is not a valid version.
 pub const INVALID_BODY_VERSION: &str = "must be a whole number from 1 to 9007199254740991";
@@ -92,7 +62,10 @@ impl ExpectedVersion {
         body: Option<&Value>,
     ) -> Result<Self, PreconditionError> {
         let body = body.filter(|v| !v.is_null());
-        let from_header = if_match.map(parse_if_match).transpose()?;
+        let from_header = if_match
+            .map(if_match_version)
+            .transpose()
+            .map_err(PreconditionError::Invalid)?;
         let from_body = body.map(parse_body_version).transpose()?;
         match (from_header, from_body) {
             // At most one of them can be current: the write cannot apply.
@@ -112,6 +85,8 @@ impl ExpectedVersion {
 
 #[cfg(test)]
 mod tests {
+    use common::web::NO_VERSION;
+
     use super::*;
     use serde_json::json;
 
@@ -158,10 +133,5 @@ mod tests {
         assert!(ExpectedVersion::from_request(None, Some(&json!("3"))).is_err());
         assert!(ExpectedVersion::from_request(Some("\"3\""), Some(&json!(2))).is_err());
         assert!(ExpectedVersion::from_request(Some("\"3\""), Some(&json!(3))).is_ok());
-    }
-
-    #[test]
-    fn etags_are_quoted_versions() {
-        assert_eq!(etag(7), "\"7\"");
     }
 }

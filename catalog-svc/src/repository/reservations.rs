@@ -15,6 +15,8 @@ pub enum State {
     Released,
     /// Cancelled before it was reserved (tombstone).
     Cancelled,
+    /// Shipped: the units are gone for good, never released.
+    Fulfilled,
 }
 
 impl State {
@@ -24,6 +26,7 @@ impl State {
             State::Rejected => "rejected",
             State::Released => "released",
             State::Cancelled => "cancelled",
+            State::Fulfilled => "fulfilled",
         }
     }
 
@@ -33,6 +36,7 @@ impl State {
             "rejected" => State::Rejected,
             "released" => State::Released,
             "cancelled" => State::Cancelled,
+            "fulfilled" => State::Fulfilled,
             _ => return None,
         })
     }

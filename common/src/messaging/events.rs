@@ -154,8 +154,52 @@ event!(
     OrderCancelled = "order.cancelled" {
         /// The order.
         order_id: Uuid,
-        /// `user`, `timeout`, or `late_reservation` (compensation re-sent).
+        /// `user`, `admin`, `timeout`, or `late_reservation` (compensation
+        /// re-sent).
         reason: String,
+    }
+);
+/// Where an order goes (order-svc validates it; ISO 3166-1 alpha-2 country).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShippingAddress {
+    /// Recipient.
+    pub name: String,
+    /// Street and number.
+    pub line1: String,
+    /// More of the address, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code, e.g. `DE`.
+    pub country: String,
+}
+
+event!(
+    /// order-svc: a CONFIRMED order left the warehouse; what it holds is
+    /// gone for good (catalog-svc marks it fulfilled).
+    OrderShipped = "order.shipped" {
+        /// The order.
+        order_id: Uuid,
+    }
+);
+event!(
+    /// order-svc: a SHIPPED order arrived. Final.
+    OrderDelivered = "order.delivered" {
+        /// The order.
+        order_id: Uuid,
+    }
+);
+event!(
+    /// order-svc: an order's shipping address changed (set, changed or
+    /// removed).
+    OrderUpdated = "order.updated" {
+        /// The order.
+        order_id: Uuid,
+        /// The address now.
+        shipping_address: Option<ShippingAddress>,
     }
 );
 event!(

@@ -34,7 +34,10 @@ const DELIVERY_LIMIT: i64 = 50;
 
 /// The queues of the system and the routing keys bound to each.
 const QUEUES: &[(&str, &[&str])] = &[
-    (CATALOG_ORDER_EVENTS, &["order.created", "order.cancelled"]),
+    (
+        CATALOG_ORDER_EVENTS,
+        &["order.created", "order.cancelled", "order.shipped"],
+    ),
     (ORDER_STOCK_EVENTS, &["stock.*"]),
     (ORDER_PRODUCT_EVENTS, &["product.*"]),
 ];
@@ -224,6 +227,7 @@ mod tests {
         for key in [
             "order.created",
             "order.cancelled",
+            "order.shipped",
             "stock.reserved",
             "product.updated",
         ] {

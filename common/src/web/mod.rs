@@ -3,6 +3,7 @@
 //! context middleware (request id, span, metrics), health and metrics routes.
 
 mod app;
+pub mod etag;
 mod extract;
 pub mod health;
 pub mod metrics;
@@ -11,6 +12,7 @@ mod openapi;
 mod problem;
 
 pub use app::base_app;
+pub use etag::{IF_MATCH_PATTERN, NO_VERSION, etag, if_match, if_match_version};
 pub use extract::{configure_extractors, not_found, problem_for_error_status, whole_number};
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use metrics::HttpMetrics;

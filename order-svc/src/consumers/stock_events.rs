@@ -70,7 +70,7 @@ impl StockEventsHandler {
             OrderStatus::Cancelled | OrderStatus::Rejected => {
                 saga::compensate(tx, order.id, Some(envelope.id)).await?
             }
-            OrderStatus::Confirmed => {}
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => {}
         }
         Ok(())
     }

@@ -1,9 +1,15 @@
 //! Types that are valid by construction, and the order state machine.
 
+mod address;
 mod order;
 mod placement;
 mod status;
 
+pub use address::{
+    COUNTRIES, LINE_PATTERN, POSTAL_CODE_PATTERN, merge_patch, parse_address, parse_optional,
+};
 pub use order::{Order, OrderLine};
-pub use placement::{IdempotencyKey, OrderRequest, RequestedItem, RequestedItems};
+pub use placement::{
+    IdempotencyKey, OrderRequest, RequestedItem, RequestedItems, ShippingAddressInput,
+};
 pub use status::{InvalidTransition, OrderStatus, Transition};

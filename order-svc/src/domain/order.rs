@@ -1,6 +1,7 @@
 //! An order as stored and shown.
 
 use chrono::{DateTime, Utc};
+use common::messaging::events::ShippingAddress;
 use common::money::Money;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -38,9 +39,11 @@ pub struct Order {
     /// Sum of unit price times quantity.
     #[schema(value_type = f64, example = 39.98)]
     pub total: Money,
+    /// Where it goes, if given.
+    pub shipping_address: Option<ShippingAddress>,
     /// When a PENDING order is given up on.
     pub deadline: DateTime<Utc>,
-    /// Bumped by every transition.
+    /// Bumped by every change (transition or address); also the `ETag`.
     pub version: i64,
     /// Placement time.
     pub created_at: DateTime<Utc>,

@@ -19,6 +19,67 @@ pub struct OrderRequest {
     /// 1 to 50 lines, each product at most once.
     #[schema(schema_with = items_schema, required = true, example = json!([{"product_id": "0190c6f4-6d8e-7a52-9d4b-1a2b3c4d5e6f", "quantity": 2}]))]
     pub items: Option<Value>,
+    /// Where the order goes (optional; may be set later with `PATCH`).
+    #[schema(value_type = Option<ShippingAddressInput>)]
+    pub shipping_address: Option<Value>,
+}
+
+/// A shipping address as a request gives it; every field is checked (see
+/// the patterns), `line2` may be omitted or `null`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ShippingAddressInput {
+    /// Recipient, 1-100 characters, no surrounding spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$",
+        example = "Ada Lovelace"
+    )]
+    name: String,
+    /// Street and number, 1-200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$",
+        example = "1 Main St"
+    )]
+    line1: String,
+    /// More of the address, 1-200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$"
+    )]
+    line2: Option<String>,
+    /// City, 1-100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$",
+        example = "London"
+    )]
+    city: String,
+    /// Postal code: letters, digits, spaces and `-`, up to 20.
+    #[schema(
+        min_length = 1,
+        max_length = 20,
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9 -]*[A-Za-z0-9])?$",
+        example = "NW1 6XE"
+    )]
+    postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
+    #[schema(schema_with = country_schema, example = "GB")]
+    country: String,
+}
+
+fn country_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(super::COUNTRIES))
+        .build()
 }
 
 /// `items`: 1 to [`MAX_ITEMS`] lines of `{product_id, quantity}`.
@@ -162,7 +223,10 @@ mod tests {
     use serde_json::json;
 
     fn parse(items: Value) -> Result<RequestedItems, FieldErrors> {
-        RequestedItems::parse(&OrderRequest { items: Some(items) })
+        RequestedItems::parse(&OrderRequest {
+            items: Some(items),
+            shipping_address: None,
+        })
     }
 
     #[test]
@@ -200,7 +264,13 @@ mod tests {
                 && errors.get("items[2].quantity").is_some()
         );
         assert!(parse(json!([])).is_err());
-        assert!(RequestedItems::parse(&OrderRequest { items: None }).is_err());
+        assert!(
+            RequestedItems::parse(&OrderRequest {
+                items: None,
+                shipping_address: None
+            })
+            .is_err()
+        );
         assert!(parse(json!("x")).is_err());
     }
 

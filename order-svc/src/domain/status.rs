@@ -1,4 +1,6 @@
-//! The saga's state machine: PENDING -> CONFIRMED | REJECTED | CANCELLED.
+//! The order's state machine: the saga takes PENDING to CONFIRMED, REJECTED
+//! or CANCELLED; then a CONFIRMED order is SHIPPED and DELIVERED, or
+//! CANCELLED before it ships. REJECTED, CANCELLED and DELIVERED are final.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -9,12 +11,16 @@ use utoipa::ToSchema;
 pub enum OrderStatus {
     /// Waiting for catalog-svc to reserve the stock.
     Pending,
-    /// Stock reserved. Final.
+    /// Stock reserved; may still be cancelled, or shipped.
     Confirmed,
     /// Stock could not be reserved. Final.
     Rejected,
-    /// Cancelled by the user or by the deadline; stock is released. Final.
+    /// Cancelled by the user, an admin or the deadline; stock is released. Final.
     Cancelled,
+    /// On its way; its units are gone for good.
+    Shipped,
+    /// Arrived. Final.
+    Delivered,
 }
 
 /// What can happen to an order.
@@ -24,8 +30,12 @@ pub enum Transition {
     Confirm,
     /// `stock.rejected` arrived.
     Reject,
-    /// The user cancelled, or the deadline passed.
+    /// The user or an admin cancelled, or the deadline passed.
     Cancel,
+    /// An admin shipped it.
+    Ship,
+    /// An admin recorded its delivery.
+    Deliver,
 }
 
 /// A transition the current status does not allow.
@@ -39,19 +49,28 @@ pub struct InvalidTransition {
 }
 
 impl OrderStatus {
-    /// The status after `transition`; only PENDING orders move.
+    /// The status after `transition`.
     pub fn apply(self, transition: Transition) -> Result<Self, InvalidTransition> {
+        use OrderStatus::*;
         match (self, transition) {
-            (OrderStatus::Pending, Transition::Confirm) => Ok(OrderStatus::Confirmed),
-            (OrderStatus::Pending, Transition::Reject) => Ok(OrderStatus::Rejected),
-            (OrderStatus::Pending, Transition::Cancel) => Ok(OrderStatus::Cancelled),
+            (Pending, Transition::Confirm) => Ok(Confirmed),
+            (Pending, Transition::Reject) => Ok(Rejected),
+            (Pending | Confirmed, Transition::Cancel) => Ok(Cancelled),
+            (Confirmed, Transition::Ship) => Ok(Shipped),
+            (Shipped, Transition::Deliver) => Ok(Delivered),
             (from, transition) => Err(InvalidTransition { from, transition }),
         }
     }
 
-    /// True once nothing more can happen to it.
+    /// True once the saga has decided (anything but PENDING): what a
+    /// `Prefer: wait` request waits for.
     pub fn is_final(self) -> bool {
         self != OrderStatus::Pending
+    }
+
+    /// Whether the address may still change (PENDING or CONFIRMED).
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::Confirmed)
     }
 
     /// The stored name.
@@ -61,15 +80,19 @@ impl OrderStatus {
             OrderStatus::Confirmed => "CONFIRMED",
             OrderStatus::Rejected => "REJECTED",
             OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
         }
     }
 
     /// Every status, for metrics.
-    pub const ALL: [OrderStatus; 4] = [
+    pub const ALL: [OrderStatus; 6] = [
         OrderStatus::Pending,
         OrderStatus::Confirmed,
         OrderStatus::Rejected,
         OrderStatus::Cancelled,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
     ];
 }
 
@@ -89,19 +112,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_pending_orders_move() {
+    fn every_transition_and_only_those() {
         use OrderStatus::*;
         use Transition::*;
-        assert_eq!(Pending.apply(Confirm), Ok(Confirmed));
-        assert_eq!(Pending.apply(Reject), Ok(Rejected));
-        assert_eq!(Pending.apply(Cancel), Ok(Cancelled));
-        for from in [Confirmed, Rejected, Cancelled] {
-            for t in [Confirm, Reject, Cancel] {
-                assert!(from.apply(t).is_err(), "{from:?} {t:?}");
+        let allowed = [
+            (Pending, Confirm, Confirmed),
+            (Pending, Reject, Rejected),
+            (Pending, Cancel, Cancelled),
+            (Confirmed, Cancel, Cancelled),
+            (Confirmed, Ship, Shipped),
+            (Shipped, Deliver, Delivered),
+        ];
+        for from in OrderStatus::ALL {
+            for t in [Confirm, Reject, Cancel, Ship, Deliver] {
+                let expected = allowed
+                    .iter()
+                    .find(|(f, tr, _)| *f == from && *tr == t)
+                    .map(|(_, _, to)| *to);
+                assert_eq!(from.apply(t).ok(), expected, "{from:?} {t:?}");
             }
-            assert!(from.is_final());
         }
         assert!(!Pending.is_final());
+        assert!(Confirmed.is_open() && Pending.is_open() && !Shipped.is_open());
         for st in OrderStatus::ALL {
             assert_eq!(st.as_str().parse::<OrderStatus>(), Ok(st));
         }

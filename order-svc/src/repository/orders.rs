@@ -6,18 +6,19 @@ use common::money::Money;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use common::messaging::events::ShippingAddress;
+
 use crate::domain::{Order, OrderLine, OrderStatus};
 
 /// The unique constraint an `Idempotency-Key` reuse violates.
 pub const IDEMPOTENCY_UNIQUE: &str = "orders_idempotency_key";
 
-const COLUMNS: &str =
-    "id, user_id, status, reason, total_cents, deadline, version, created_at, updated_at";
+const COLUMNS: &str = "id, user_id, status, reason, total_cents, shipping_address, deadline, version, created_at, updated_at";
 
 /// Orders with their lines, in one statement: the lines come as parallel
 /// arrays in `position` order (`WHERE` and what follows are the caller's).
 const SELECT_WITH_LINES: &str = "\
-    SELECT o.id, o.user_id, o.status, o.reason, o.total_cents, o.deadline, o.version, \
+    SELECT o.id, o.user_id, o.status, o.reason, o.total_cents, o.shipping_address, o.deadline, o.version, \
            o.created_at, o.updated_at, l.product_ids, l.names, l.prices, l.quantities \
     FROM orders o CROSS JOIN LATERAL ( \
         SELECT array_agg(product_id ORDER BY position) AS product_ids, \
@@ -40,6 +41,8 @@ pub struct NewOrder<'a> {
     pub deadline: DateTime<Utc>,
     /// The client's retry key, if any.
     pub idempotency_key: Option<&'a str>,
+    /// Where it goes, if given.
+    pub shipping_address: Option<&'a ShippingAddress>,
 }
 
 fn money(cents: i64) -> Money {
@@ -57,6 +60,9 @@ fn order(row: &Row, items: Vec<OrderLine>) -> Result<Order, DbError> {
         reason: row.try_get("reason")?,
         items,
         total: money(row.try_get("total_cents")?),
+        shipping_address: row
+            .try_get::<_, Option<serde_json::Value>>("shipping_address")?
+            .and_then(|v| serde_json::from_value(v).ok()),
         deadline: row.try_get("deadline")?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
@@ -99,12 +105,16 @@ async fn select_one(
         .transpose()
 }
 
+fn json(address: &ShippingAddress) -> serde_json::Value {
+    serde_json::to_value(address).unwrap_or(serde_json::Value::Null)
+}
+
 /// Inserts an order (PENDING) and its lines, in one statement.
 pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<Order, DbError> {
     let sql = format!(
         "WITH o AS ( \
-             INSERT INTO orders (id, user_id, status, total_cents, deadline, idempotency_key) \
-             VALUES ($1, $2, 'PENDING', $3, $4, $5) RETURNING {COLUMNS}), \
+             INSERT INTO orders (id, user_id, status, total_cents, deadline, idempotency_key, shipping_address) \
+             VALUES ($1, $2, 'PENDING', $3, $4, $5, $10) RETURNING {COLUMNS}), \
          l AS ( \
              INSERT INTO order_items (order_id, position, product_id, name, unit_price_cents, quantity) \
              SELECT $1, (n - 1)::int4, product_id, name, price, quantity \
@@ -116,6 +126,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<O
     let names: Vec<&str> = new.items.iter().map(|l| l.name.as_str()).collect();
     let prices: Vec<i64> = new.items.iter().map(|l| l.unit_price.cents()).collect();
     let quantities: Vec<i32> = new.items.iter().map(|l| l.quantity).collect();
+    let address = new.shipping_address.map(json);
     let row = client
         .query_one_cached(
             &sql,
@@ -129,6 +140,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewOrder<'_>) -> Result<O
                 &names,
                 &prices,
                 &quantities,
+                &address,
             ],
         )
         .await?;
@@ -155,19 +167,42 @@ pub async fn find_by_key(
     select_one(client, &sql, &[&user_id, &key]).await
 }
 
-/// A user's orders, newest first, up to `limit + 1` after the cursor.
-pub async fn list_for_user(
+/// Any order, whoever placed it (for admins).
+pub async fn find(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>, DbError> {
+    let sql = format!("{SELECT_WITH_LINES} WHERE o.id = $1");
+    select_one(client, &sql, &[&id]).await
+}
+
+/// Orders, newest first, up to `limit + 1` after the cursor: of one user
+/// (`None`: everyone's) and in one status (`None`: any).
+pub async fn list(
     client: &impl GenericClient,
-    user_id: Uuid,
+    user_id: Option<Uuid>,
+    status: Option<OrderStatus>,
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Order>, DbError> {
-    let sql = format!(
-        "{SELECT_WITH_LINES} WHERE o.user_id = $1 AND ($2::uuid IS NULL OR o.id < $2) \
-         ORDER BY o.id DESC LIMIT $3"
-    );
+    // Only the filters given, so each query uses its index.
+    let mut sql = format!("{SELECT_WITH_LINES} WHERE true");
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    let status = status.map(OrderStatus::as_str);
+    if let Some(user_id) = &user_id {
+        params.push(user_id);
+        sql.push_str(&format!(" AND o.user_id = ${}", params.len()));
+    }
+    if let Some(status) = &status {
+        params.push(status);
+        sql.push_str(&format!(" AND o.status = ${}", params.len()));
+    }
+    if let Some(before) = &before {
+        params.push(before);
+        sql.push_str(&format!(" AND o.id < ${}", params.len()));
+    }
+    let fetch = limit + 1;
+    params.push(&fetch);
+    sql.push_str(&format!(" ORDER BY o.id DESC LIMIT ${}", params.len()));
     client
-        .query_cached(&sql, &[&user_id, &before, &(limit + 1)])
+        .query_cached(&sql, &params)
         .await?
         .iter()
         .map(with_lines)
@@ -180,20 +215,40 @@ pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>
     select_one(client, &sql, &[&id]).await
 }
 
-/// Moves a PENDING order at `version` to `to`; false when it is no longer
-/// PENDING at that version.
+/// Moves an order from `from` at `version` to `to`; false when it is no
+/// longer in `from` at that version.
 pub async fn transition(
     client: &impl GenericClient,
     id: Uuid,
     version: i64,
+    from: OrderStatus,
     to: OrderStatus,
     reason: Option<&str>,
 ) -> Result<bool, DbError> {
     let changed = client
         .execute_cached(
-            "UPDATE orders SET status = $3, reason = $4, version = version + 1, updated_at = now() \
-             WHERE id = $1 AND version = $2 AND status = 'PENDING'",
-            &[&id, &version, &to.as_str(), &reason],
+            "UPDATE orders SET status = $3, reason = COALESCE($4, reason), version = version + 1, updated_at = now() \
+             WHERE id = $1 AND version = $2 AND status = $5",
+            &[&id, &version, &to.as_str(), &reason, &from.as_str()],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Sets (or with `None` removes) an order's address at `version`; false
+/// when the order is no longer at that version.
+pub async fn set_address(
+    client: &impl GenericClient,
+    id: Uuid,
+    version: i64,
+    address: Option<&ShippingAddress>,
+) -> Result<bool, DbError> {
+    let address = address.map(json);
+    let changed = client
+        .execute_cached(
+            "UPDATE orders SET shipping_address = $3, version = version + 1, updated_at = now() \
+             WHERE id = $1 AND version = $2",
+            &[&id, &version, &address],
         )
         .await?;
     Ok(changed == 1)

@@ -11,6 +11,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(orders::list)
             .post(orders::place),
     )
-    .service(web::resource("/orders/{id}").get(orders::get))
-    .service(web::resource("/orders/{id}/cancel").post(orders::cancel));
+    .service(
+        web::resource("/orders/{id}")
+            .get(orders::get)
+            .patch(orders::patch),
+    )
+    .service(web::resource("/orders/{id}/cancel").post(orders::cancel))
+    .service(web::resource("/orders/{id}/ship").post(orders::ship))
+    .service(web::resource("/orders/{id}/deliver").post(orders::deliver));
 }

@@ -1,4 +1,5 @@
-//! `/orders` handlers. Everything needs a token; a user sees only their own.
+//! `/orders` handlers. Everything needs a token; a customer sees only their
+//! own orders, an admin everyone's.
 
 use std::time::Duration;
 
@@ -7,14 +8,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use common::auth::AuthUser;
 use common::pagination::{Cursor, parse_limit};
 use common::ratelimit::Writer;
-use common::web::{FieldErrors, Problem};
+use common::web::{FieldErrors, Problem, etag};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{IdempotencyKey, Order, OrderRequest, RequestedItems};
+use crate::domain::{
+    IdempotencyKey, Order, OrderRequest, OrderStatus, RequestedItems, Transition, parse_optional,
+};
 use crate::error::ApiError;
-use crate::orders::{Orders, Placed};
+use crate::orders::{ListFilter, Orders, Placed};
 use crate::outcomes::MAX_WAIT;
 
 /// A page of the caller's orders.
@@ -26,7 +29,7 @@ pub struct OrderPage {
     pub next_cursor: Option<String>,
 }
 
-/// Paging parameters.
+/// Listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
@@ -36,6 +39,69 @@ pub struct PageParams {
     /// `next_cursor` of the previous page (empty: the first page).
     #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     pub cursor: Option<String>,
+    /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
+    pub status: Option<String>,
+    /// Admins: only this user's orders (a customer may name only themself).
+    #[param(value_type = Option<Uuid>)]
+    pub user_id: Option<String>,
+    /// Admins: everyone's orders.
+    #[param(value_type = Option<bool>)]
+    pub all: Option<String>,
+}
+
+impl PageParams {
+    /// Validates every parameter, reporting all problems at once.
+    fn parse(&self) -> Result<(ListFilter, Option<Uuid>, i64), ApiError> {
+        let mut errors = FieldErrors::new();
+        let limit = errors.check("limit", parse_limit(self.limit.as_deref()));
+        let before = errors.check("cursor", Cursor::parse_param(self.cursor.as_deref()));
+        let status = match self.status.as_deref() {
+            None => Some(None),
+            Some(s) => errors.check("status", s.parse::<OrderStatus>()).map(Some),
+        };
+        let user_id = match self.user_id.as_deref() {
+            None => Some(None),
+            Some(u) => errors
+                .check(
+                    "user_id",
+                    Uuid::parse_str(u).map_err(|_| "must be a user id (UUID)"),
+                )
+                .map(Some),
+        };
+        let all = match self.all.as_deref() {
+            None | Some("false") => Some(false),
+            Some("true") => Some(true),
+            Some(_) => errors.check("all", Err::<bool, _>("must be true or false")),
+        };
+        match (limit, before, status, user_id, all) {
+            (Some(limit), Some(before), Some(status), Some(user_id), Some(all))
+                if errors.is_empty() =>
+            {
+                Ok((
+                    ListFilter {
+                        status,
+                        user_id,
+                        all,
+                    },
+                    before,
+                    limit,
+                ))
+            }
+            _ => Err(errors.into()),
+        }
+    }
+}
+
+/// The order with its version as `ETag`.
+fn with_etag(mut response: actix_web::HttpResponseBuilder, order: &Order) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, etag(order.version)))
+        .json(order)
+}
+
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    common::web::if_match(req.headers()).map_err(ApiError::from)
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -76,8 +142,9 @@ pub async fn place(
     body: web::Json<OrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let items = RequestedItems::parse(&body)?;
+    let address = parse_optional(body.shipping_address.as_ref())?;
     let key = idempotency_key(&req)?;
-    Ok(match orders.place(&caller, items, key).await? {
+    Ok(match orders.place(&caller, items, address, key).await? {
         Placed::Created(order) => HttpResponse::Accepted()
             .insert_header((header::LOCATION, format!("/orders/{}", order.id)))
             .json(order),
@@ -87,7 +154,8 @@ pub async fn place(
     })
 }
 
-/// The caller's orders, newest first.
+/// Orders, newest first: the caller's, optionally in one status; admins
+/// may ask for one user's (`user_id`) or everyone's (`all=true`).
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
     params(PageParams),
@@ -96,6 +164,7 @@ pub async fn place(
         (status = 200, description = "A page", body = OrderPage),
         (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A customer asked for other users' orders", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -103,13 +172,8 @@ pub async fn list(
     caller: AuthUser,
     params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let limit = errors.check("limit", parse_limit(params.limit.as_deref()));
-    let before = errors.check("cursor", Cursor::parse_param(params.cursor.as_deref()));
-    let (Some(limit), Some(before)) = (limit, before) else {
-        return Err(errors.into());
-    };
-    let page = orders.list(&caller, before, limit).await?;
+    let (filter, before, limit) = params.parse()?;
+    let page = orders.list(&caller, filter, before, limit).await?;
     Ok(HttpResponse::Ok().json(OrderPage {
         items: page.items,
         next_cursor: page.next_cursor.map(Cursor::encode),
@@ -134,9 +198,9 @@ fn preferred_wait(req: &HttpRequest) -> Option<u64> {
         .map(|secs| secs.min(MAX_WAIT.as_secs()))
 }
 
-/// One of the caller's orders. With `Prefer: wait=N` (N ≤ 30 seconds) the
-/// answer comes as soon as the order is final, or with its current state
-/// when the wait ends.
+/// An order (the caller's, or any for an admin), with its version as
+/// `ETag`. With `Prefer: wait=N` (N ≤ 30 seconds) the answer comes as soon
+/// as the saga has decided, or with its current state when the wait ends.
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders",
     params(
@@ -145,7 +209,7 @@ fn preferred_wait(req: &HttpRequest) -> Option<u64> {
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The order", body = Order),
+        (status = 200, description = "The order; `ETag` is its version", body = Order),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json"),
     )
@@ -168,25 +232,163 @@ pub async fn get(
         }
         None => orders.get(&caller, id).await?,
     };
-    Ok(response.json(order))
+    Ok(with_etag(response, &order))
 }
 
-/// Cancels a PENDING order; whatever stock it holds is released.
+/// Cancels a PENDING or CONFIRMED order (its owner, or an admin); whatever
+/// stock it holds is given back. With `If-Match`, only at that version.
 #[utoipa::path(
     post, path = "/orders/{id}/cancel", tag = "orders",
-    params(("id" = Uuid, Path, description = "Order id")),
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
+    ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "CANCELLED (also when it already was)", body = Order),
+        (status = 200, description = "CANCELLED, `reason` user or admin; `ETag` set", body = Order),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already CONFIRMED or REJECTED", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "SHIPPED, DELIVERED, REJECTED or already CANCELLED (`order_status` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(
     orders: web::Data<Orders>,
     Writer(caller): Writer,
     id: web::Path<Uuid>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(orders.cancel(&caller, id.into_inner()).await?))
+    let order = orders
+        .cancel(&caller, id.into_inner(), if_match(&req)?)
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &order))
+}
+
+/// Ships a CONFIRMED order (admins): its units are gone for good.
+#[utoipa::path(
+    post, path = "/orders/{id}/ship", tag = "orders",
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "SHIPPED; `ETag` set", body = Order),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not CONFIRMED (`order_status` names its status)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ship(
+    orders: web::Data<Orders>,
+    Writer(caller): Writer,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let order = orders
+        .advance(&caller, id.into_inner(), if_match(&req)?, Transition::Ship)
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &order))
+}
+
+/// Records a SHIPPED order delivered (admins). Final.
+#[utoipa::path(
+    post, path = "/orders/{id}/deliver", tag = "orders",
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"3\""),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "DELIVERED; `ETag` set", body = Order),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not SHIPPED (`order_status` names its status)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn deliver(
+    orders: web::Data<Orders>,
+    Writer(caller): Writer,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let order = orders
+        .advance(
+            &caller,
+            id.into_inner(),
+            if_match(&req)?,
+            Transition::Deliver,
+        )
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &order))
+}
+
+/// The one member a merge patch of an order may carry (the schema of the
+/// body; the handler applies the patch as JSON).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OrderPatch {
+    /// The new address (members given replace the current ones, `null`
+    /// removes one), or `null` to remove it.
+    #[schema(value_type = Option<crate::domain::ShippingAddressInput>)]
+    shipping_address: Option<serde_json::Value>,
+}
+
+/// The media types a merge patch may come as.
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// Changes an order's shipping address (JSON merge patch, RFC 7396) while
+/// it is PENDING or CONFIRMED; its owner or an admin.
+#[utoipa::path(
+    patch, path = "/orders/{id}", tag = "orders",
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
+    ),
+    request_body(content = OrderPatch, content_type = "application/merge-patch+json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; `ETag` set", body = Order),
+        (status = 400, description = "Invalid address, per field, or a member that cannot change", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "SHIPPED, DELIVERED, REJECTED or CANCELLED", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale `If-Match`; `current_version` in the body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/merge-patch+json (or application/json)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch(
+    orders: web::Data<Orders>,
+    Writer(caller): Writer,
+    id: web::Path<Uuid>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let media_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !matches!(
+        media_type.as_deref(),
+        Some(MERGE_PATCH | "application/json")
+    ) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let patch: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+        let mut errors = FieldErrors::new();
+        errors.add("body", "is not valid JSON");
+        ApiError::Validation(errors)
+    })?;
+    let order = orders
+        .patch(&caller, id.into_inner(), if_match(&req)?, patch)
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &order))
 }
