@@ -254,8 +254,8 @@ async fn report(
 }
 
 /// Units sold beyond the initial stock, after checking that for each
-/// product the stock taken equals what reservations hold and what
-/// CONFIRMED orders bought.
+/// product the stock taken equals what reservations hold or fulfilled and
+/// what CONFIRMED, SHIPPED and DELIVERED orders bought.
 async fn check_stock(
     target: &Target,
     orders: &tokio_postgres::Client,
@@ -297,7 +297,7 @@ async fn check_stock(
         &catalog,
         "SELECT i.product_id, sum(i.quantity)::int8 FROM reservation_items i \
          JOIN reservations r ON r.order_id = i.order_id \
-         WHERE r.state = 'held' AND i.product_id = ANY($1) GROUP BY i.product_id",
+         WHERE r.state IN ('held', 'fulfilled') AND i.product_id = ANY($1) GROUP BY i.product_id",
         &products,
     )
     .await?;
@@ -305,7 +305,8 @@ async fn check_stock(
         orders,
         "SELECT i.product_id, sum(i.quantity)::int8 FROM order_items i \
          JOIN orders o ON o.id = i.order_id \
-         WHERE o.status = 'CONFIRMED' AND i.product_id = ANY($1) GROUP BY i.product_id",
+         WHERE o.status IN ('CONFIRMED', 'SHIPPED', 'DELIVERED') AND i.product_id = ANY($1) \
+         GROUP BY i.product_id",
         &products,
     )
     .await?;
