@@ -80,6 +80,22 @@ async fn cancelling_a_confirmed_order_gives_its_units_back_once() {
     stack.assert_invariant(&[(mug, 10)]).await;
     stack.assert_agreement(mug).await;
 
+    // Two cancels at once: one wins, the other is told it is CANCELLED;
+    // the units come back once.
+    let twice = confirmed(&stack, &buyer, mug, 2).await;
+    let (first, second) = tokio::join!(
+        stack.act(&buyer, twice, "cancel", None),
+        stack.act(&buyer, twice, "cancel", None)
+    );
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    eventually("the units back", WAIT, || async {
+        (stack.reservation(twice).await.as_deref() == Some("released")).then_some(())
+    })
+    .await;
+    assert_eq!(stack.stock(mug).await, 10);
+
     // An admin's cancel says so.
     let admin = stack.admin("boss").await;
     let other = confirmed(&stack, &buyer, mug, 1).await;
