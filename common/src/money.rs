@@ -181,6 +181,22 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+impl schemars::JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An exact amount with two decimal places, written as a JSON number (19.99); read it as a decimal, not a float",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 999_999_999.99,
+            "multipleOf": 0.01
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! scenarios run in parallel. Services can be stopped, killed and restarted
 //! on the same port and database, and extra instances started beside them.
 
+pub mod contracts;
+
 use std::time::Duration;
 
 use catalog_svc::CatalogConfig;
@@ -595,6 +597,11 @@ impl Stack {
             request = request.header("if-match", tag);
         }
         request.send().await.expect("request")
+    }
+
+    /// A connection to auth-svc's database.
+    pub async fn auth_sql(&self) -> common::db::PooledClient {
+        sql(&self.auth_db).await
     }
 
     /// A connection to catalog-svc's database.

@@ -11,7 +11,7 @@ use crate::money::Money;
 /// Every message on `shop.events`. Consumers read it with the payload kept
 /// as raw JSON (the default `T`), then [`Envelope::parse`] it into the type
 /// the `type` names; numbers (prices) never pass through a float.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Envelope<T = Box<RawValue>> {
     /// Unique id (UUID v7); also the AMQP `message_id` and the inbox key.
     pub id: Uuid,
@@ -33,7 +33,7 @@ pub struct Envelope<T = Box<RawValue>> {
 }
 
 /// A typed payload and its event type.
-pub trait Event: Serialize + DeserializeOwned {
+pub trait Event: Serialize + DeserializeOwned + schemars::JsonSchema {
     /// The event type and routing key.
     const TYPE: &'static str;
 }
@@ -67,7 +67,7 @@ impl Envelope {
 }
 
 /// One line of an order: which product, how many.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ItemQuantity {
     /// The product.
     pub product_id: Uuid,
@@ -78,7 +78,7 @@ pub struct ItemQuantity {
 macro_rules! event {
     ($(#[$doc:meta])* $name:ident = $type:literal { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: $ty,)*
         }
@@ -99,7 +99,7 @@ event!(
 );
 
 /// A product as catalog-svc's `product.*` events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProductSnapshot {
     /// Product id.
     pub id: Uuid,
@@ -160,7 +160,9 @@ event!(
     }
 );
 /// Where an order goes (order-svc validates it; ISO 3166-1 alpha-2 country).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct ShippingAddress {
     /// Recipient.
     pub name: String,
@@ -292,4 +294,66 @@ mod tests {
         );
         assert!(generic.parse::<StockRejected>().is_err());
     }
+}
+
+/// Every event type Shop publishes: routing key, producer, what it means,
+/// and the JSON Schema of its whole message (envelope and `data`),
+/// generated from the types above so that the contract cannot drift.
+pub fn catalogue() -> Vec<EventDoc> {
+    fn doc<T: Event>(producer: &'static str, summary: &'static str) -> EventDoc {
+        EventDoc {
+            kind: T::TYPE,
+            producer,
+            summary,
+            schema: {
+                // Draft 07 is what AsyncAPI 3 names by default; every
+                // subschema inline, so the schema stands alone wherever it
+                // is embedded.
+                let mut settings = schemars::generate::SchemaSettings::draft07();
+                settings.inline_subschemas = true;
+                settings
+                    .into_generator()
+                    .into_root_schema_for::<Envelope<T>>()
+                    .to_value()
+            },
+        }
+    }
+    vec![
+        doc::<UserRegistered>("auth-svc", "A user registered."),
+        doc::<ProductCreated>("catalog-svc", "A product was created."),
+        doc::<ProductUpdated>("catalog-svc", "A product was changed through the API."),
+        doc::<ProductDeleted>("catalog-svc", "A product was deleted."),
+        doc::<OrderCreated>("order-svc", "An order was placed and needs its stock."),
+        doc::<OrderCancelled>(
+            "order-svc",
+            "An order was cancelled; what it holds is released.",
+        ),
+        doc::<OrderConfirmed>("order-svc", "An order's stock is reserved."),
+        doc::<OrderRejected>("order-svc", "An order could not get its stock. Final."),
+        doc::<OrderShipped>(
+            "order-svc",
+            "A confirmed order shipped; its units are gone for good.",
+        ),
+        doc::<OrderDelivered>("order-svc", "A shipped order arrived. Final."),
+        doc::<OrderUpdated>("order-svc", "An order's shipping address changed."),
+        doc::<StockReserved>("catalog-svc", "Every item of an order is reserved."),
+        doc::<StockRejected>(
+            "catalog-svc",
+            "An order could not be reserved; nothing is held.",
+        ),
+        doc::<StockReleased>("catalog-svc", "What an order held is back in stock."),
+    ]
+}
+
+/// One entry of [`catalogue`].
+#[derive(Debug, Clone)]
+pub struct EventDoc {
+    /// Event type and routing key.
+    pub kind: &'static str,
+    /// Who publishes it.
+    pub producer: &'static str,
+    /// What it means.
+    pub summary: &'static str,
+    /// JSON Schema (draft 07, self-contained) of the whole message.
+    pub schema: serde_json::Value,
 }

@@ -154,6 +154,15 @@ impl Topology {
     }
 }
 
+/// The routing keys `queue` (a name from this module) is bound to.
+pub fn bindings(queue: &str) -> Vec<&'static str> {
+    QUEUES
+        .iter()
+        .filter(|(name, _)| *name == queue)
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect()
+}
+
 /// Whether Shop's own queues are bound to `routing_key` (topic matching:
 /// `*` is one word, `#` any number). Events they route are published
 /// `mandatory`: if such an event routes nowhere, a queue Shop depends on is
