@@ -9,7 +9,7 @@ IMAGE_REGISTRY ?= ghcr.io/shop
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' helm/shop/Chart.yaml)
 SERVICES := auth-svc catalog-svc order-svc
 
-.PHONY: help setup run test ha-test fuzz lint fmt bench helm-lint docker-lint docker
+.PHONY: help setup run test ha-test fuzz contracts contracts-lint lint fmt bench helm-lint docker-lint docker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ test: setup ## The whole test suite against real PostgreSQL, RabbitMQ and Redis
 
 ha-test: setup ## Two replicas of everything under load across a RabbitMQ and a PostgreSQL restart, and a broker memory alarm (disturbs anything else using them)
 	$(CARGO) nextest run --workspace --run-ignored only -E 'test(/^ha_/)' --test-threads 1
+
+contracts: ## Regenerate docs/openapi.json and docs/asyncapi.yaml from the code (a test fails when they are stale)
+	$(CARGO) run -q -p e2e --bin contracts
+
+contracts-lint: ## Spectral on docs/openapi.json, the AsyncAPI CLI on docs/asyncapi.yaml (installs them into .tools/)
+	scripts/contracts-lint.sh
 
 fuzz: setup ## schemathesis (every check) against each service's /openapi.json; fails on any 5xx, schema mismatch or undocumented status
 	scripts/fuzz.sh

@@ -33,6 +33,7 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("redis_key_prefix", "shop:"),
     ("rate_limits", "on"),
     ("trusted_proxies", ""),
+    ("api_docs", "true"),
 ];
 
 /// The layered configuration sources of one process, ready to be read into
@@ -88,6 +89,8 @@ pub struct ServiceConfig {
     pub db_idle_timeout_secs: u64,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Whether `/docs` (Swagger UI) is served (`API_DOCS=off` leaves it out).
+    pub api_docs: bool,
     /// Whether this instance consumes its queue (and, in order-svc, sweeps
     /// deadlines). `false` makes an API-only replica, so API and workers can
     /// be scaled apart.

@@ -122,11 +122,17 @@ impl ServiceRuntime {
         let metrics = web::Data::new(self.metrics);
         let readiness = web::Data::new(self.readiness);
         let limiter = web::Data::from(self.limiter);
+        let api_docs = config.api_docs;
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("binding {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             base_app(metrics.clone(), readiness.clone(), limiter.clone())
+                .configure(|cfg| {
+                    if api_docs {
+                        crate::web::docs_routes(cfg);
+                    }
+                })
                 .configure(configure.clone())
         })
         .listen(listener)?

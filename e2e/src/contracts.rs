@@ -24,6 +24,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(catalog_svc::openapi::ApiDoc::openapi());
     doc.merge(order_svc::openapi::ApiDoc::openapi());
     doc.info.title = "Shop API".into();
+    doc.info.license = Some(utoipa::openapi::License::new("MIT OR Apache-2.0"));
+    doc.servers = Some(vec![utoipa::openapi::server::Server::new("/")]);
     doc.info.description = Some(
         "Shop's public REST API as the ingress serves it: auth-svc (/register, /login, /me, \
          /.well-known/jwks.json), catalog-svc (/products) and order-svc (/orders). Errors are \
@@ -81,6 +83,7 @@ pub fn asyncapi() -> Value {
                 "action": "send",
                 "channel": { "$ref": format!("#/channels/{channel}") },
                 "summary": format!("{} publishes {}", event.producer, event.kind),
+                "bindings": { "amqp": { "deliveryMode": 2, "bindingVersion": "0.3.0" } },
                 "messages": [{ "$ref": format!("#/channels/{channel}/messages/{name}") }]
             }),
         );
@@ -92,7 +95,7 @@ pub fn asyncapi() -> Value {
                 "summary": event.summary,
                 "contentType": "application/json",
                 "payload": { "$ref": format!("#/components/schemas/{name}") },
-                "bindings": { "amqp": { "deliveryMode": 2, "messageType": event.kind, "bindingVersion": "0.3.0" } },
+                "bindings": { "amqp": { "messageType": event.kind, "bindingVersion": "0.3.0" } },
                 "x-producer": event.producer
             }),
         );

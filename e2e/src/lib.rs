@@ -108,6 +108,7 @@ fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -
         db_idle_timeout_secs: 60,
         shutdown_timeout_secs: 2,
         run_consumers,
+        api_docs: true,
     }
 }
 

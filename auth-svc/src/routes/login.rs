@@ -46,7 +46,7 @@ async fn check_password(
 
 /// Exchanges a username (or email) and password for an access token.
 #[utoipa::path(
-    post, path = "/login", tag = "auth",
+    post, path = "/login", operation_id = "login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),

@@ -12,7 +12,7 @@ use crate::startup::AppState;
 
 /// Creates a user with role `customer`.
 #[utoipa::path(
-    post, path = "/register", tag = "auth",
+    post, path = "/register", operation_id = "register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = UserResponse),

@@ -52,6 +52,7 @@ pub fn config_for(
             db_idle_timeout_secs: 60,
             shutdown_timeout_secs: 1,
             run_consumers: true,
+            api_docs: true,
         },
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),

@@ -165,3 +165,50 @@ async fn openapi_describes_every_endpoint() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn docs_serve_swagger_ui_from_the_binary_and_can_be_turned_off() {
+    let app = spawn_app().await;
+    let page = app.client.get(app.url("/docs")).send().await.expect("docs");
+    assert_eq!(page.status(), 200, "/docs redirects to the UI");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("swagger-ui"), "{html}");
+    let asset = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(asset.status(), 200, "assets are in the binary");
+    let initializer = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("initializer")
+        .text()
+        .await
+        .expect("text");
+    assert!(initializer.contains("/openapi/shop.json"), "{initializer}");
+    let whole: Value = app
+        .client
+        .get(app.url("/openapi/shop.json"))
+        .send()
+        .await
+        .expect("whole api")
+        .json()
+        .await
+        .expect("json");
+    for path in ["/login", "/products", "/orders/{id}/ship"] {
+        assert!(whole["paths"][path].is_object(), "{path}");
+    }
+
+    let off = crate::helpers::spawn_app_with(|config| config.service.api_docs = false).await;
+    let docs = off
+        .client
+        .get(off.url("/docs/"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), 404);
+}

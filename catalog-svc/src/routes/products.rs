@@ -45,7 +45,7 @@ fn with_etag(mut response: actix_web::HttpResponseBuilder, product: &Product) ->
 
 /// Creates a product owned by the caller.
 #[utoipa::path(
-    post, path = "/products", tag = "products",
+    post, path = "/products", operation_id = "createProduct", tag = "products",
     request_body = ProductRequest,
     security(("bearer" = [])),
     responses(
@@ -69,7 +69,7 @@ pub async fn create(
 
 /// Lists products in a stable order, a page at a time.
 #[utoipa::path(
-    get, path = "/products", tag = "products",
+    get, path = "/products", operation_id = "listProducts", tag = "products",
     params(ListParams),
     responses(
         (status = 200, description = "A page", body = ProductPage),
@@ -90,7 +90,7 @@ pub async fn list(
 
 /// One product, with its version as `ETag`.
 #[utoipa::path(
-    get, path = "/products/{id}", tag = "products",
+    get, path = "/products/{id}", operation_id = "getProduct", tag = "products",
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product; `ETag` is its version", body = Product),
@@ -123,7 +123,7 @@ pub async fn get(
 
 /// Replaces a product's fields, if the given version is still current.
 #[utoipa::path(
-    put, path = "/products/{id}", tag = "products",
+    put, path = "/products/{id}", operation_id = "replaceProduct", tag = "products",
     params(
         ("id" = Uuid, Path, description = "Product id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "The version being replaced, e.g. \"3\" (or send `version` in the body)"),
@@ -165,7 +165,7 @@ pub async fn update(
 
 /// Deletes a product; with `If-Match`, only at that version.
 #[utoipa::path(
-    delete, path = "/products/{id}", tag = "products",
+    delete, path = "/products/{id}", operation_id = "deleteProduct", tag = "products",
     params(
         ("id" = Uuid, Path, description = "Product id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Optional: delete only at this version, e.g. \"3\""),

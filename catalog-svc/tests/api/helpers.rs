@@ -49,6 +49,7 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             db_idle_timeout_secs: 60,
             shutdown_timeout_secs: 1,
             run_consumers: true,
+            api_docs: true,
         },
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),

@@ -385,7 +385,10 @@ fn headers(decisions: &[Decision]) -> (String, String) {
 }
 
 fn is_read(req: &ServiceRequest) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD) && !OPERATIONAL_PATHS.contains(&req.path())
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && !OPERATIONAL_PATHS.contains(&req.path())
+        && !req.path().starts_with("/docs")
+        && !req.path().starts_with("/openapi/")
 }
 
 /// Middleware (in every app): applies `READS_IP` to reads when it is on,

@@ -122,7 +122,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 /// Places an order. Stock is reserved asynchronously: the order starts
 /// PENDING and becomes CONFIRMED, REJECTED or CANCELLED.
 #[utoipa::path(
-    post, path = "/orders", tag = "orders",
+    post, path = "/orders", operation_id = "placeOrder", tag = "orders",
     request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]+$", description = "Retrying with the same key returns the first order (200) and creates nothing")),
     security(("bearer" = [])),
@@ -157,7 +157,7 @@ pub async fn place(
 /// Orders, newest first: the caller's, optionally in one status; admins
 /// may ask for one user's (`user_id`) or everyone's (`all=true`).
 #[utoipa::path(
-    get, path = "/orders", tag = "orders",
+    get, path = "/orders", operation_id = "listOrders", tag = "orders",
     params(PageParams),
     security(("bearer" = [])),
     responses(
@@ -202,7 +202,7 @@ fn preferred_wait(req: &HttpRequest) -> Option<u64> {
 /// `ETag`. With `Prefer: wait=N` (N ≤ 30 seconds) the answer comes as soon
 /// as the saga has decided, or with its current state when the wait ends.
 #[utoipa::path(
-    get, path = "/orders/{id}", tag = "orders",
+    get, path = "/orders/{id}", operation_id = "getOrder", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
         ("Prefer" = Option<String>, Header, description = "`wait=N`: answer once the order is final or after N seconds (at most 30), instead of at once; `Preference-Applied` echoes the wait used"),
@@ -238,7 +238,7 @@ pub async fn get(
 /// Cancels a PENDING or CONFIRMED order (its owner, or an admin); whatever
 /// stock it holds is given back. With `If-Match`, only at that version.
 #[utoipa::path(
-    post, path = "/orders/{id}/cancel", tag = "orders",
+    post, path = "/orders/{id}/cancel", operation_id = "cancelOrder", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
@@ -266,7 +266,7 @@ pub async fn cancel(
 
 /// Ships a CONFIRMED order (admins): its units are gone for good.
 #[utoipa::path(
-    post, path = "/orders/{id}/ship", tag = "orders",
+    post, path = "/orders/{id}/ship", operation_id = "shipOrder", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
@@ -295,7 +295,7 @@ pub async fn ship(
 
 /// Records a SHIPPED order delivered (admins). Final.
 #[utoipa::path(
-    post, path = "/orders/{id}/deliver", tag = "orders",
+    post, path = "/orders/{id}/deliver", operation_id = "deliverOrder", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"3\""),
@@ -345,7 +345,7 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 /// Changes an order's shipping address (JSON merge patch, RFC 7396) while
 /// it is PENDING or CONFIRMED; its owner or an admin.
 #[utoipa::path(
-    patch, path = "/orders/{id}", tag = "orders",
+    patch, path = "/orders/{id}", operation_id = "patchOrder", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"[1-9][0-9]{0,17}"$"#, description = "Only at this version, e.g. \"2\""),
