@@ -28,12 +28,14 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
 }
 
 /// A JSON number that is a whole number: `3`, and also `3.0` (JSON Schema's
-/// `integer` admits both). Anything else, or beyond `i64`, is `None`.
+/// `integer` admits both). Anything else, or beyond `i64` (for floats:
+/// beyond 2^53), is `None`.
 pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
     value.as_i64().or_else(|| {
         value
             .as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            // Up to 2^53, where every whole number is a float exactly.
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
             .map(|f| f as i64)
     })
 }
@@ -105,4 +107,24 @@ pub fn problem_for_error_status<B: MessageBody + 'static>(
     let res: ServiceResponse<EitherBody<B, BoxBody>> =
         ServiceResponse::new(req, replacement).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats_up_to_two_to_the_53() {
+        assert_eq!(whole_number(&json!(3)), Some(3));
+        assert_eq!(whole_number(&json!(3.0)), Some(3));
+        assert_eq!(
+            whole_number(&json!(9_007_199_254_740_990.0)),
+            Some(9_007_199_254_740_990)
+        );
+        assert_eq!(whole_number(&json!(3.5)), None);
+        assert_eq!(whole_number(&json!(1.0e300)), None);
+        assert_eq!(whole_number(&json!("3")), None);
+    }
 }
