@@ -278,6 +278,11 @@ async fn addresses_are_validated_per_field_and_frozen_once_shipped() {
         415,
     )
     .await;
+    let unchanged = json_of(patch(&stack, &buyer, order, &json!({}), MERGE).await, 200).await;
+    assert_eq!(
+        unchanged["version"], removed["version"],
+        "an empty patch changes nothing"
+    );
     let updates: i64 = stack
         .orders_sql()
         .await

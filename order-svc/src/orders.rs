@@ -346,6 +346,10 @@ impl Orders {
             let mut target = serde_json::json!({ "shipping_address": current });
             merge_patch(&mut target, &patch);
             let address = parse_optional(target.get("shipping_address"))?;
+            if address == order.shipping_address {
+                // Nothing changes: no new version, no event.
+                return Ok(());
+            }
             if !orders::set_address(tx, order.id, order.version, address.as_ref()).await? {
                 return Err(ApiError::Unexpected(anyhow::anyhow!(
                     "order {} changed under its lock",
