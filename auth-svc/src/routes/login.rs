@@ -45,6 +45,11 @@ async fn check_password(
 }
 
 /// Exchanges a username (or email) and password for an access token.
+///
+/// Rate-limited per client address (`LOGIN_IP`) and per account for failed
+/// attempts (`LOGIN_ACCOUNT`); the `RateLimit` headers say what is left.
+/// Password checks are bounded: beyond the workers and their queue the
+/// answer is 503 with `Retry-After: 1`.
 #[utoipa::path(
     post, path = "/login", operation_id = "login", tag = "auth",
     request_body = LoginRequest,

@@ -10,6 +10,8 @@ use crate::repository;
 use crate::startup::AppState;
 
 /// The caller's profile, read fresh from the database.
+///
+/// Needs a bearer token; a token whose user no longer exists is 401.
 #[utoipa::path(
     get, path = "/me", tag = "auth",
     security(("bearer" = [])),

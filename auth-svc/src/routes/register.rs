@@ -11,6 +11,10 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Creates a user with role `customer`.
+///
+/// Every field is checked and all problems are reported at once; a taken
+/// username or email is 409 (checked before any password work). Rate-limited
+/// per client address (`REGISTER_IP`).
 #[utoipa::path(
     post, path = "/register", operation_id = "register", tag = "auth",
     request_body = RegisterRequest,

@@ -44,6 +44,9 @@ fn with_etag(mut response: actix_web::HttpResponseBuilder, product: &Product) ->
 }
 
 /// Creates a product owned by the caller.
+///
+/// Needs a token; counts against the caller's `WRITES_USER` quota. The
+/// product starts at version 1 (`ETag: "1"`).
 #[utoipa::path(
     post, path = "/products", operation_id = "createProduct", tag = "products",
     request_body = ProductRequest,
@@ -68,6 +71,10 @@ pub async fn create(
 }
 
 /// Lists products in a stable order, a page at a time.
+///
+/// Public. Keyset paging: pass `next_cursor` as `cursor` for the next page.
+/// Filters combine: name substring, price range (a range nothing fits is an
+/// empty page).
 #[utoipa::path(
     get, path = "/products", operation_id = "listProducts", tag = "products",
     params(ListParams),
@@ -89,6 +96,8 @@ pub async fn list(
 }
 
 /// One product, with its version as `ETag`.
+///
+/// Public. `If-None-Match` with the current `ETag` answers 304.
 #[utoipa::path(
     get, path = "/products/{id}", operation_id = "getProduct", tag = "products",
     params(("id" = Uuid, Path, description = "Product id")),
@@ -122,6 +131,9 @@ pub async fn get(
 }
 
 /// Replaces a product's fields, if the given version is still current.
+///
+/// Owner or admin. The version comes as `If-Match` (stale: 412) or as
+/// `version` in the body (stale: 409); neither is 428.
 #[utoipa::path(
     put, path = "/products/{id}", operation_id = "replaceProduct", tag = "products",
     params(
@@ -164,6 +176,8 @@ pub async fn update(
 }
 
 /// Deletes a product; with `If-Match`, only at that version.
+///
+/// Owner or admin; counts against the caller's `WRITES_USER` quota.
 #[utoipa::path(
     delete, path = "/products/{id}", operation_id = "deleteProduct", tag = "products",
     params(

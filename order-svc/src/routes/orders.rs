@@ -121,6 +121,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 
 /// Places an order. Stock is reserved asynchronously: the order starts
 /// PENDING and becomes CONFIRMED, REJECTED or CANCELLED.
+///
+/// Names and prices are snapshotted at order time. Retrying with the same
+/// `Idempotency-Key` returns the first order (200). Counts against the
+/// caller's `WRITES_USER` quota.
 #[utoipa::path(
     post, path = "/orders", operation_id = "placeOrder", tag = "orders",
     request_body = OrderRequest,
@@ -156,6 +160,9 @@ pub async fn place(
 
 /// Orders, newest first: the caller's, optionally in one status; admins
 /// may ask for one user's (`user_id`) or everyone's (`all=true`).
+///
+/// Keyset paging: pass `next_cursor` as `cursor` for the next page. A
+/// customer asking for other users' orders gets 403.
 #[utoipa::path(
     get, path = "/orders", operation_id = "listOrders", tag = "orders",
     params(PageParams),
@@ -201,6 +208,8 @@ fn preferred_wait(req: &HttpRequest) -> Option<u64> {
 /// An order (the caller's, or any for an admin), with its version as
 /// `ETag`. With `Prefer: wait=N` (N ≤ 30 seconds) the answer comes as soon
 /// as the saga has decided, or with its current state when the wait ends.
+///
+/// `Preference-Applied` echoes the wait used; `Vary: Prefer` is set.
 #[utoipa::path(
     get, path = "/orders/{id}", operation_id = "getOrder", tag = "orders",
     params(
@@ -237,6 +246,9 @@ pub async fn get(
 
 /// Cancels a PENDING or CONFIRMED order (its owner, or an admin); whatever
 /// stock it holds is given back. With `If-Match`, only at that version.
+///
+/// Of two cancels at once one wins; the other is told the order is
+/// CANCELLED (409). catalog-svc gives the units back exactly once.
 #[utoipa::path(
     post, path = "/orders/{id}/cancel", operation_id = "cancelOrder", tag = "orders",
     params(
@@ -265,6 +277,9 @@ pub async fn cancel(
 }
 
 /// Ships a CONFIRMED order (admins): its units are gone for good.
+///
+/// catalog-svc marks what the order holds as fulfilled; it is never
+/// released. A customer gets 403 before anything is looked up.
 #[utoipa::path(
     post, path = "/orders/{id}/ship", operation_id = "shipOrder", tag = "orders",
     params(
@@ -294,6 +309,8 @@ pub async fn ship(
 }
 
 /// Records a SHIPPED order delivered (admins). Final.
+///
+/// A customer gets 403 before anything is looked up.
 #[utoipa::path(
     post, path = "/orders/{id}/deliver", operation_id = "deliverOrder", tag = "orders",
     params(
@@ -344,6 +361,10 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// Changes an order's shipping address (JSON merge patch, RFC 7396) while
 /// it is PENDING or CONFIRMED; its owner or an admin.
+///
+/// Members given replace the current ones and `null` removes one (or the
+/// whole address); the result is validated as a whole. Publishes
+/// `order.updated`; a patch that changes nothing changes no version.
 #[utoipa::path(
     patch, path = "/orders/{id}", operation_id = "patchOrder", tag = "orders",
     params(
