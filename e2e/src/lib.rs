@@ -329,24 +329,19 @@ impl Stack {
 
     /// Registers a user and logs in.
     pub async fn user(&self, name: &str) -> User {
+        self.user_at(&self.auth.url, name).await
+    }
+
+    /// Registers a user and logs in through the auth-svc instance at `auth`.
+    pub async fn user_at(&self, auth: &str, name: &str) -> User {
         let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"});
         let registered: Value = self
             .http
-            .post(format!("{}/register", self.auth.url))
+            .post(format!("{auth}/register"))
             .json(&body)
             .send()
             .await
             .expect("register")
-            .json()
-            .await
-            .expect("json");
-        let login: Value = self
-            .http
-            .post(format!("{}/login", self.auth.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("login")
             .json()
             .await
             .expect("json");
@@ -355,8 +350,24 @@ impl Stack {
                 .as_str()
                 .and_then(|s| Uuid::parse_str(s).ok())
                 .expect("user id"),
-            token: login["access_token"].as_str().expect("token").to_string(),
+            token: self.login(auth, name).await,
         }
+    }
+
+    /// A fresh token for a registered user.
+    async fn login(&self, auth: &str, name: &str) -> String {
+        let body = json!({"username": name, "password": "correct horse battery"});
+        let login: Value = self
+            .http
+            .post(format!("{auth}/login"))
+            .json(&body)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        login["access_token"].as_str().expect("token").to_string()
     }
 
     /// [`Stack::user`] taking an owned name (for building many at once).
@@ -470,32 +481,28 @@ impl Stack {
         i64::from(row.get::<_, i32>(0))
     }
 
-    /// Units of a product held by live reservations.
-    pub async fn held(&self, product: Uuid) -> i64 {
+    /// Units of a product in reservations of `state`.
+    async fn reserved_in(&self, product: Uuid, state: &str) -> i64 {
         self.catalog_sql()
             .await
             .query_one(
                 "SELECT COALESCE(sum(i.quantity), 0)::bigint FROM reservation_items i \
-                 JOIN reservations r USING (order_id) WHERE r.state = 'held' AND i.product_id = $1",
-                &[&product],
+                 JOIN reservations r USING (order_id) WHERE r.state = $2 AND i.product_id = $1",
+                &[&product, &state],
             )
             .await
-            .expect("held")
+            .expect("reserved units")
             .get(0)
+    }
+
+    /// Units of a product held by live reservations.
+    pub async fn held(&self, product: Uuid) -> i64 {
+        self.reserved_in(product, "held").await
     }
 
     /// Units of a product that shipped orders took for good.
     pub async fn fulfilled(&self, product: Uuid) -> i64 {
-        self.catalog_sql()
-            .await
-            .query_one(
-                "SELECT COALESCE(sum(i.quantity), 0)::bigint FROM reservation_items i \
-                 JOIN reservations r USING (order_id) WHERE r.state = 'fulfilled' AND i.product_id = $1",
-                &[&product],
-            )
-            .await
-            .expect("fulfilled")
-            .get(0)
+        self.reserved_in(product, "fulfilled").await
     }
 
     /// The invariant of DESIGN.md §5, for every product given with its
@@ -564,20 +571,10 @@ impl Stack {
             )
             .await
             .expect("grant admin");
-        let body = json!({"username": name, "password": "correct horse battery"});
-        let login: Value = self
-            .http
-            .post(format!("{}/login", self.auth.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+        // The role is in the token: log in again to get it.
         User {
             id: user.id,
-            token: login["access_token"].as_str().expect("token").to_string(),
+            token: self.login(&self.auth.url, name).await,
         }
     }
 

@@ -138,32 +138,7 @@ async fn ha_run(disruption: Disruption) {
         } else {
             &auth_b.url
         };
-        let name = format!("buyer{i}");
-        let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"});
-        let registered: Value = stack
-            .http
-            .post(format!("{auth}/register"))
-            .json(&body)
-            .send()
-            .await
-            .expect("register")
-            .json()
-            .await
-            .expect("json");
-        let login: Value = stack
-            .http
-            .post(format!("{auth}/login"))
-            .json(&body)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        buyers.push(User {
-            id: Uuid::parse_str(registered["id"].as_str().expect("id")).expect("uuid"),
-            token: login["access_token"].as_str().expect("token").to_string(),
-        });
+        buyers.push(stack.user_at(auth, &format!("buyer{i}")).await);
     }
     // Every product is in order-svc's copy before the load starts.
     let orders_sql = stack.orders_sql().await;
