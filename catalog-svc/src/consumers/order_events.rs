@@ -2,7 +2,7 @@
 //! `order.cancelled` (DESIGN.md §5). Runs inside the consumer runner's
 //! transaction, after the inbox record, so each message applies once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use common::messaging::consumer::{HandlerError, Transaction};
@@ -24,13 +24,68 @@ const PRODUCER: &str = "catalog-svc";
 pub struct OrderEventsHandler {
     conflicts: IntCounter,
     cache: Arc<ProductCache>,
+    turns: Turns,
+}
+
+/// One turn per product within this process: handlers of the same product
+/// take turns here rather than all queueing on its row lock in PostgreSQL,
+/// so a hot product's lock queue holds at most one transaction per replica.
+/// A turn is held until the handler's transaction has ended.
+#[derive(Default)]
+struct Turns {
+    products: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    held: std::sync::Mutex<HashMap<Uuid, Vec<tokio::sync::OwnedMutexGuard<()>>>>,
+}
+
+impl Turns {
+    /// Waits for the turn of every product (in the order given: sorted),
+    /// kept for message `message` until [`Turns::release`].
+    async fn take(&self, message: Uuid, products: impl Iterator<Item = Uuid>) {
+        let mut guards = Vec::new();
+        for product in products {
+            let turn = self
+                .products
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(product)
+                .or_default()
+                .clone();
+            guards.push(turn.lock_owned().await);
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(message)
+            .or_default()
+            .extend(guards);
+    }
+
+    fn release(&self, message: Uuid) {
+        let guards = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&message);
+        if guards.is_some() {
+            drop(guards);
+            // Forget products nobody waits for.
+            self.products
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
+    }
 }
 
 impl OrderEventsHandler {
     /// A handler counting version conflicts in `conflicts`, keeping `cache`
     /// coherent with the stock it changes.
     pub fn new(conflicts: IntCounter, cache: Arc<ProductCache>) -> Self {
-        Self { conflicts, cache }
+        Self {
+            conflicts,
+            cache,
+            turns: Turns::default(),
+        }
     }
 }
 
@@ -143,6 +198,9 @@ impl OrderEventsHandler {
         savepoint?;
         lines?;
         queued?;
+        self.turns
+            .take(envelope.id, items.iter().map(|i| i.product_id))
+            .await;
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             let shortfall = match self
@@ -199,6 +257,9 @@ impl OrderEventsHandler {
             return Ok(());
         }
         let items = reservations::items(tx, order_id).await?;
+        self.turns
+            .take(envelope.id, items.iter().map(|i| i.product_id))
+            .await;
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             // Giving back cannot fall short; a deleted product has nowhere
@@ -246,6 +307,10 @@ fn reply_to<T: Event>(cause: &Envelope, order_id: Uuid, data: T) -> TypedEnvelop
 }
 
 impl Handler for OrderEventsHandler {
+    fn finished(&self, envelope: &Envelope) {
+        self.turns.release(envelope.id);
+    }
+
     async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
             OrderCreated::TYPE => {

@@ -89,6 +89,11 @@ pub trait Handler: Send + Sync + 'static {
     /// for what may only happen after the commit, such as waking local
     /// waiters. Must not fail: the message is acknowledged regardless.
     fn committed(&self, _envelope: &Envelope) {}
+
+    /// Called after every attempt at `envelope`, whatever its outcome
+    /// (committed, duplicate, failed): for what a handler holds across its
+    /// transaction and must give back once it has ended.
+    fn finished(&self, _envelope: &Envelope) {}
 }
 
 /// Runner settings.
@@ -262,7 +267,9 @@ impl<H: Handler> Consumer<H> {
             let mut unavailable_for = 0;
             let mut attempt: u32 = 1;
             loop {
-                match self.apply(&envelope).await {
+                let applied = self.apply(&envelope).await;
+                self.handler.finished(&envelope);
+                match applied {
                     Ok(outcome) => {
                         let outcome = match outcome {
                             Outcome::Processed => "processed",
