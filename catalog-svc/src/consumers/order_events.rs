@@ -334,6 +334,29 @@ impl Handler for OrderEventsHandler {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_product_has_one_turn_at_a_time_until_the_holder_is_finished() {
+        let turns = Arc::new(Turns::default());
+        let (first, second, product) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        turns.take(first, [product].into_iter()).await;
+        let waiting = {
+            let turns = turns.clone();
+            tokio::spawn(async move { turns.take(second, [product].into_iter()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the second handler waits for the turn"
+        );
+        turns.release(first);
+        waiting.await.expect("the turn passes on");
+        turns.release(second);
+        assert!(
+            turns.products.lock().expect("lock").is_empty(),
+            "nothing is kept for products nobody waits for"
+        );
+    }
+
     #[test]
     fn items_are_merged_sorted_and_validated() {
         let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
