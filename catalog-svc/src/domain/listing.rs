@@ -52,8 +52,9 @@ impl ListQuery {
         let mut errors = FieldErrors::new();
         let limit = errors.check("limit", parse_limit(params.limit.as_deref()));
         let after = errors.check("cursor", Cursor::parse_param(params.cursor.as_deref()));
-        let name_contains = match params.q.as_deref().map(str::trim) {
-            None | Some("") => Some(None),
+        // Checked as sent (as documented), then trimmed.
+        let name_contains = match params.q.as_deref() {
+            None => Some(None),
             Some(q) if q.chars().count() > 100 => errors.check(
                 "q",
                 Err::<Option<String>, _>("must be at most 100 characters long"),
@@ -61,7 +62,8 @@ impl ListQuery {
             Some(q) if check_controls(q, Lines::Single).is_err() => {
                 errors.check("q", Err::<Option<String>, _>(CONTROL_CHARACTERS))
             }
-            Some(q) => Some(Some(q.to_string())),
+            Some(q) if q.trim().is_empty() => Some(None),
+            Some(q) => Some(Some(q.trim().to_string())),
         };
         let mut price = |field: &str, raw: Option<String>| match raw {
             None => Some(None),

@@ -78,17 +78,19 @@ const MAX_DESCRIPTION: usize = 5000;
 const MAX_STOCK: i64 = 1_000_000_000;
 
 fn text(value: &Value, max: usize, allow_empty: bool, lines: Lines) -> Result<String, String> {
-    let Value::String(s) = value else {
+    let Value::String(raw) = value else {
         return Err("must be a string".into());
     };
-    let s = s.trim();
+    // Length and characters are checked on what was sent, as the API
+    // documents them; only then are surrounding spaces trimmed off.
+    check_controls(raw, lines)?;
+    if raw.chars().count() > max {
+        return Err(format!("must be at most {max} characters long"));
+    }
+    let s = raw.trim();
     if !allow_empty && s.is_empty() {
         return Err("must not be empty".into());
     }
-    if s.chars().count() > max {
-        return Err(format!("must be at most {max} characters long"));
-    }
-    check_controls(s, lines)?;
     Ok(s.to_string())
 }
 
