@@ -123,6 +123,8 @@ mod tests {
             whole_number(&json!(9_007_199_254_740_990.0)),
             Some(9_007_199_254_740_990)
         );
+        let parsed: serde_json::Value = serde_json::from_str("4015944139420678.0").expect("json");
+        assert_eq!(whole_number(&parsed), Some(4_015_944_139_420_678));
         assert_eq!(whole_number(&json!(3.5)), None);
         assert_eq!(whole_number(&json!(1.0e300)), None);
         assert_eq!(whole_number(&json!("3")), None);
