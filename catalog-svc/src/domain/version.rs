@@ -1,6 +1,6 @@
 //! The version a write expects to replace: from `If-Match` or the body.
 
-use common::web::{FieldErrors, if_match_version, whole_number};
+use common::web::{FieldErrors, whole_number};
 use serde_json::Value;
 
 /// Where the expected version came from; it decides the status of a stale
@@ -55,17 +55,13 @@ fn parse_body_version(value: &Value) -> Result<i64, PreconditionError> {
 }
 
 impl ExpectedVersion {
-    /// From the `If-Match` header and/or the body's `version`. Both given
-    /// must agree.
+    /// From the version `If-Match` named (read by [`common::web::if_match`])
+    /// and/or the body's `version`. Both given must agree.
     pub fn from_request(
-        if_match: Option<&str>,
+        from_header: Option<i64>,
         body: Option<&Value>,
     ) -> Result<Self, PreconditionError> {
         let body = body.filter(|v| !v.is_null());
-        let from_header = if_match
-            .map(if_match_version)
-            .transpose()
-            .map_err(PreconditionError::Invalid)?;
         let from_body = body.map(parse_body_version).transpose()?;
         match (from_header, from_body) {
             // At most one of them can be current: the write cannot apply.
@@ -87,12 +83,26 @@ impl ExpectedVersion {
 mod tests {
     use common::web::NO_VERSION;
 
-    use super::*;
+    use common::web::if_match_version;
     use serde_json::json;
+
+    use super::*;
+
+    /// As the route reads a request: the header through the shared parser.
+    fn from(
+        header: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<ExpectedVersion, PreconditionError> {
+        let version = header
+            .map(if_match_version)
+            .transpose()
+            .map_err(PreconditionError::Invalid)?;
+        ExpectedVersion::from_request(version, body)
+    }
 
     #[test]
     fn if_match_wins_and_must_be_a_strong_version() {
-        let v = ExpectedVersion::from_request(Some("\"3\""), None).expect("valid");
+        let v = from(Some("\"3\""), None).expect("valid");
         assert_eq!(
             v,
             ExpectedVersion {
@@ -100,7 +110,7 @@ mod tests {
                 source: VersionSource::IfMatch
             }
         );
-        let v = ExpectedVersion::from_request(None, Some(&json!(4))).expect("valid");
+        let v = from(None, Some(&json!(4))).expect("valid");
         assert_eq!(
             v,
             ExpectedVersion {
@@ -108,21 +118,18 @@ mod tests {
                 source: VersionSource::Body
             }
         );
+        assert_eq!(from(None, None), Err(PreconditionError::Missing));
         assert_eq!(
-            ExpectedVersion::from_request(None, None),
-            Err(PreconditionError::Missing)
-        );
-        assert_eq!(
-            ExpectedVersion::from_request(None, Some(&Value::Null)),
+            from(None, Some(&Value::Null)),
             Err(PreconditionError::Missing)
         );
         assert!(matches!(
-            ExpectedVersion::from_request(Some("*"), None),
+            from(Some("*"), None),
             Err(PreconditionError::Invalid(_))
         ));
         for unmatchable in ["3", "W/\"3\"", "\"x\"", "\"0\"", "\"1\", \"2\"", "\"-1\""] {
             assert_eq!(
-                ExpectedVersion::from_request(Some(unmatchable), None),
+                from(Some(unmatchable), None),
                 Ok(ExpectedVersion {
                     version: NO_VERSION,
                     source: VersionSource::IfMatch
@@ -130,8 +137,8 @@ mod tests {
                 "{unmatchable}"
             );
         }
-        assert!(ExpectedVersion::from_request(None, Some(&json!("3"))).is_err());
-        assert!(ExpectedVersion::from_request(Some("\"3\""), Some(&json!(2))).is_err());
-        assert!(ExpectedVersion::from_request(Some("\"3\""), Some(&json!(3))).is_ok());
+        assert!(from(None, Some(&json!("3"))).is_err());
+        assert!(from(Some("\"3\""), Some(&json!(2))).is_err());
+        assert!(from(Some("\"3\""), Some(&json!(3))).is_ok());
     }
 }

@@ -1,9 +1,9 @@
 //! `/products` handlers.
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::ratelimit::Writer;
-use common::web::Problem;
+use common::web::{Problem, if_match};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -22,19 +22,6 @@ pub struct ProductPage {
     pub items: Vec<Product>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
-}
-
-fn if_match(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    headers
-        .get(header::IF_MATCH)
-        .map(|v| v.to_str().map_err(|_| ApiError::from(invalid_header())))
-        .transpose()
-}
-
-fn invalid_header() -> common::web::FieldErrors {
-    let mut errors = common::web::FieldErrors::new();
-    errors.add("If-Match", "must be one strong ETag such as \"3\"");
-    errors
 }
 
 fn with_etag(mut response: actix_web::HttpResponseBuilder, product: &Product) -> HttpResponse {
@@ -200,7 +187,7 @@ pub async fn delete(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(req.headers())?
-        .map(|h| ExpectedVersion::from_request(Some(h), None))
+        .map(|v| ExpectedVersion::from_request(Some(v), None))
         .transpose()?;
     let id = id.into_inner();
     products::delete(&state.pool, &state.cache, &caller, id, expected).await?;

@@ -20,9 +20,6 @@ pub fn etag(version: i64) -> String {
 /// start at 1, so a write expecting this one is always stale.
 pub const NO_VERSION: i64 = 0;
 
-/// The documented form of `If-Match`, for the API documents.
-pub const IF_MATCH_PATTERN: &str = r#"^"[1-9][0-9]{0,17}"$"#;
-
 /// The version named by an `If-Match` value (trimmed); [`NO_VERSION`] when
 /// it names none; a 400 for `*`.
 pub fn if_match_version(value: &str) -> Result<i64, FieldErrors> {

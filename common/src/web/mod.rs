@@ -14,7 +14,7 @@ mod problem;
 
 pub use app::base_app;
 pub use docs::{SHOP_OPENAPI, docs_routes};
-pub use etag::{IF_MATCH_PATTERN, NO_VERSION, etag, if_match, if_match_version};
+pub use etag::{NO_VERSION, etag, if_match, if_match_version};
 pub use extract::{configure_extractors, not_found, problem_for_error_status, whole_number};
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use metrics::HttpMetrics;

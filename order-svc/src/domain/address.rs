@@ -26,12 +26,6 @@ pub const COUNTRIES: [&str; 249] = [
     "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
 ];
 
-/// The pattern of a single-line text field: no control characters, not
-/// empty, no surrounding spaces (for the API documents).
-pub const LINE_PATTERN: &str = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$";
-/// The pattern of a postal code.
-pub const POSTAL_CODE_PATTERN: &str = r"^[A-Za-z0-9]([A-Za-z0-9 -]*[A-Za-z0-9])?$";
-
 fn line(value: Option<&Value>, max: usize) -> Result<String, String> {
     let Some(Value::String(s)) = value else {
         return Err(match value {

@@ -5,9 +5,7 @@ mod order;
 mod placement;
 mod status;
 
-pub use address::{
-    COUNTRIES, LINE_PATTERN, POSTAL_CODE_PATTERN, merge_patch, parse_address, parse_optional,
-};
+pub use address::{COUNTRIES, merge_patch, parse_address, parse_optional};
 pub use order::{Order, OrderLine};
 pub use placement::{
     IdempotencyKey, OrderRequest, RequestedItem, RequestedItems, ShippingAddressInput,

@@ -276,6 +276,20 @@ pub async fn cancel(
     Ok(with_etag(HttpResponse::Ok(), &order))
 }
 
+/// What `ship` and `deliver` share: an admin's transition, with `If-Match`.
+async fn advance(
+    orders: &Orders,
+    caller: &AuthUser,
+    id: Uuid,
+    req: &HttpRequest,
+    transition: Transition,
+) -> Result<HttpResponse, ApiError> {
+    let order = orders
+        .advance(caller, id, if_match(req)?, transition)
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &order))
+}
+
 /// Ships a CONFIRMED order (admins): its units are gone for good.
 ///
 /// catalog-svc marks what the order holds as fulfilled; it is never
@@ -302,10 +316,7 @@ pub async fn ship(
     id: web::Path<Uuid>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let order = orders
-        .advance(&caller, id.into_inner(), if_match(&req)?, Transition::Ship)
-        .await?;
-    Ok(with_etag(HttpResponse::Ok(), &order))
+    advance(&orders, &caller, id.into_inner(), &req, Transition::Ship).await
 }
 
 /// Records a SHIPPED order delivered (admins). Final.
@@ -333,15 +344,7 @@ pub async fn deliver(
     id: web::Path<Uuid>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let order = orders
-        .advance(
-            &caller,
-            id.into_inner(),
-            if_match(&req)?,
-            Transition::Deliver,
-        )
-        .await?;
-    Ok(with_etag(HttpResponse::Ok(), &order))
+    advance(&orders, &caller, id.into_inner(), &req, Transition::Deliver).await
 }
 
 /// The one member a merge patch of an order may carry (the schema of the
