@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 
 pub use config::ConfigError;
 
+use crate::db::SessionLimits;
 use crate::ratelimit::{RateLimitConfig, RateLimitSettings};
 use crate::redis::RedisConfig;
 
-/// Defaults that hold for every service (DESIGN.md §6).
+/// Defaults that hold for every service.
 const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
     ("amqp_prefix", ""),
@@ -23,6 +24,15 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("worker_db_pool_size", "4"),
     ("consumer_prefetch", "8"),
     ("db_idle_timeout_secs", "60"),
+    // Backstops on every connection, see `db::SessionLimits::API` and
+    // `::WORKERS` (0 turns one off).
+    ("db_statement_timeout_ms", "5000"),
+    ("db_lock_timeout_ms", "3000"),
+    ("db_idle_in_transaction_timeout_ms", "10000"),
+    ("worker_db_statement_timeout_ms", "30000"),
+    ("worker_db_lock_timeout_ms", "10000"),
+    ("worker_db_idle_in_transaction_timeout_ms", "60000"),
+    ("worker_db_stall_secs", "60"),
     ("shutdown_timeout_secs", "25"),
     ("run_consumers", "true"),
     ("jwt_issuer", "shop-auth"),
@@ -87,6 +97,24 @@ pub struct ServiceConfig {
     /// Pooled connections unused this long are closed, so an idle process
     /// holds few.
     pub db_idle_timeout_secs: u64,
+    /// `statement_timeout` of the API's connections, in ms (0: none).
+    pub db_statement_timeout_ms: u64,
+    /// `lock_timeout` of the API's connections, in ms (0: none).
+    pub db_lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout` of the API's connections, in
+    /// ms (0: none).
+    pub db_idle_in_transaction_timeout_ms: u64,
+    /// `statement_timeout` of the worker pool's connections, in ms (0: none).
+    pub worker_db_statement_timeout_ms: u64,
+    /// `lock_timeout` of the worker pool's connections, in ms (0: none).
+    pub worker_db_lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout` of the worker pool's
+    /// connections, in ms (0: none).
+    pub worker_db_idle_in_transaction_timeout_ms: u64,
+    /// `/readyz` fails once every worker connection has been in use, none
+    /// handed out, for this long: the background work is wedged. Keep it
+    /// above the worker statement timeout, which a busy pool may reach.
+    pub worker_db_stall_secs: u64,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
     /// Whether `/docs` (Swagger UI) is served (`API_DOCS=off` leaves it out).
@@ -95,6 +123,26 @@ pub struct ServiceConfig {
     /// deadlines). `false` makes an API-only replica, so API and workers can
     /// be scaled apart.
     pub run_consumers: bool,
+}
+
+impl ServiceConfig {
+    /// The backstops of the API's pool.
+    pub fn api_session_limits(&self) -> SessionLimits {
+        SessionLimits::from_millis(
+            self.db_statement_timeout_ms,
+            self.db_lock_timeout_ms,
+            self.db_idle_in_transaction_timeout_ms,
+        )
+    }
+
+    /// The backstops of the worker pool.
+    pub fn worker_session_limits(&self) -> SessionLimits {
+        SessionLimits::from_millis(
+            self.worker_db_statement_timeout_ms,
+            self.worker_db_lock_timeout_ms,
+            self.worker_db_idle_in_transaction_timeout_ms,
+        )
+    }
 }
 
 /// What every service's edge needs: the Redis it shares with the other
@@ -158,5 +206,18 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("hunter2"));
         let jwt: JwtConfig = sources.get().expect("jwt config");
         assert_eq!(jwt.jwt_audience, "shop");
+    }
+
+    #[test]
+    fn the_default_backstops_are_the_documented_ones() {
+        let sources = Sources::load(&[
+            ("http_addr", "127.0.0.1:9999"),
+            ("database_url", "postgres://h/db"),
+        ])
+        .expect("sources");
+        let cfg: ServiceConfig = sources.get().expect("config");
+        assert_eq!(cfg.api_session_limits(), SessionLimits::API);
+        assert_eq!(cfg.worker_session_limits(), SessionLimits::WORKERS);
+        assert_eq!(cfg.worker_db_stall_secs, 60);
     }
 }

@@ -31,7 +31,8 @@ pub struct ServiceRuntime {
     pub metrics: HttpMetrics,
     /// Messaging metrics.
     pub messaging: MessagingMetrics,
-    /// `/readyz` checks: database and broker.
+    /// `/readyz` checks: the database (answers, takes writes), the worker
+    /// pool (not wedged), the broker; add more with `with_check`.
     pub readiness: Readiness,
     /// The Redis shared with the other replicas (fail-open).
     pub redis: Arc<Redis>,
@@ -51,8 +52,16 @@ impl ServiceRuntime {
         migrations: diesel_migrations::EmbeddedMigrations,
     ) -> anyhow::Result<Self> {
         db::migrate(&config.database_url, migrations).await?;
-        let pool = db::pool(&config.database_url, config.db_pool_size)?;
-        let workers = db::pool(&config.database_url, config.worker_db_pool_size)?;
+        let (pool, _) = db::pool_with(
+            &config.database_url,
+            config.db_pool_size,
+            config.api_session_limits(),
+        )?;
+        let (workers, worker_handouts) = db::pool_with(
+            &config.database_url,
+            config.worker_db_pool_size,
+            config.worker_session_limits(),
+        )?;
         let broker = Broker::new(
             config.amqp_url.clone(),
             Topology::new(config.amqp_prefix.clone()),
@@ -73,7 +82,17 @@ impl ServiceRuntime {
             metrics.registry(),
         )?);
         let readiness = Readiness::new()
-            .with_check("database", db::readiness_check(pool.clone()))
+            // A connection of its own: a busy API pool must not make every
+            // replica unready at once.
+            .with_check("database", db::readiness_check(&config.database_url))
+            .with_check(
+                "workers",
+                db::stall_check(
+                    workers.clone(),
+                    worker_handouts,
+                    Duration::from_secs(config.worker_db_stall_secs.max(1)),
+                ),
+            )
             .with_check("broker", broker.readiness_check());
         let idle = Duration::from_secs(config.db_idle_timeout_secs.max(1));
         let runtime = Self {
