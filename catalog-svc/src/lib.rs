@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumers;
 pub mod domain;
 pub mod error;
+pub mod invalidations;
 pub mod openapi;
 pub mod products;
 pub mod repository;

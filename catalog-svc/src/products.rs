@@ -14,6 +14,7 @@ use common::pagination::{Cursor, split_page};
 use crate::cache::{CachedProduct, ProductCache};
 use crate::domain::{ExpectedVersion, ListQuery, Product, ProductInput};
 use crate::error::ApiError;
+use crate::repository::invalidations;
 use crate::repository::products as repo;
 
 /// A page of products.
@@ -87,12 +88,9 @@ pub async fn get(pool: &PgPool, cache: &ProductCache, id: Uuid) -> Result<Cached
     let client = db::client(pool).await?;
     let product = repo::find(&client, id).await?.ok_or(ApiError::NotFound)?;
     drop(client);
-    let body = serde_json::to_string(&product).map_err(|e| ApiError::Unexpected(e.into()))?;
-    cache.fill(id, product.version, &body).await;
-    Ok(CachedProduct {
-        version: product.version,
-        body,
-    })
+    let cached = CachedProduct::of(&product).map_err(|e| ApiError::Unexpected(e.into()))?;
+    cache.fill(id, &cached).await;
+    Ok(cached)
 }
 
 /// A page of products matching the query.
@@ -120,7 +118,10 @@ pub async fn update(
     authorize(caller, &current)?;
     match repo::update(&tx, id, expected.version, input).await? {
         Some(updated) => {
-            cache.mark(&[(id, updated.version)]).await;
+            // Holding the row lock: the cached copy stops being served
+            // before the new version commits. Should Redis not take the
+            // claim, the product is recorded for the replicas to refill.
+            cache.mark_or_record(&tx, &[(id, updated.version)]).await?;
             announce(
                 &tx,
                 &updated,
@@ -129,7 +130,11 @@ pub async fn update(
                 },
             )
             .await?;
+            let cached = CachedProduct::of(&updated).map_err(|e| ApiError::Unexpected(e.into()))?;
             common::messaging::commit(tx).await?;
+            // Committed: the next reader is served the new version from
+            // Redis rather than going to PostgreSQL.
+            cache.fill(id, &cached).await;
             Ok(updated)
         }
         None => Err(stale_or_gone(&tx, id, expected).await?),
@@ -148,17 +153,22 @@ pub async fn delete(
     let tx = client.transaction().await.map_err(DbError::from)?;
     let current = repo::find(&tx, id).await?.ok_or(ApiError::NotFound)?;
     authorize(caller, &current)?;
-    if repo::delete(&tx, id, expected.map(|e| e.version)).await? {
-        cache.mark_deleted(id).await;
+    if let Some(deleted) = repo::delete(&tx, id, expected.map(|e| e.version)).await? {
+        if !cache.mark_deleted(id).await {
+            invalidations::record(&tx, &[id]).await?;
+        }
+        // The row as deleted, not as read above: a PUT may have committed
+        // in between, and subscribers ignore an event older than their copy.
         announce(
             &tx,
-            &current,
+            &deleted,
             ProductDeleted {
-                product: snapshot(&current),
+                product: snapshot(&deleted),
             },
         )
         .await?;
         common::messaging::commit(tx).await?;
+        cache.deleted(id).await;
         return Ok(());
     }
     match expected {

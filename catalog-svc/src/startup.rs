@@ -5,7 +5,6 @@ use std::sync::Arc;
 use actix_web::web;
 use common::auth::TokenVerifier;
 use common::db::PgPool;
-use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
 use common::messaging::topology::CATALOG_ORDER_EVENTS;
 use common::service::{Running, RunningHandle, ServiceRuntime};
@@ -49,22 +48,25 @@ impl Application {
             .metrics
             .registry()
             .register(Box::new(conflicts.clone()))?;
-        let cache = Arc::new(ProductCache::new(
+        let cache = Arc::new(ProductCache::with_settings(
             runtime.redis.clone(),
+            config.cache,
             runtime.metrics.registry(),
         )?);
+        // Every replica, API-only ones too: whichever reaches Redis refills
+        // the entries whose writers could not claim them.
+        runtime.lifecycle.spawn(crate::invalidations::drain(
+            runtime.workers.clone(),
+            cache.clone(),
+            config.cache.drain_interval(),
+            runtime.lifecycle.token(),
+        ));
         if config.service.run_consumers {
-            let consumer = Consumer::new(
-                runtime.broker.clone(),
-                runtime.workers.clone(),
+            runtime.spawn_consumer(
                 CATALOG_ORDER_EVENTS,
                 OrderEventsHandler::new(conflicts, cache.clone()),
-                runtime.messaging.clone(),
-                ConsumerSettings::with_prefetch(config.service.consumer_prefetch),
+                ConsumerSettings::for_service(&config.service),
             );
-            runtime
-                .lifecycle
-                .spawn(consumer.run(runtime.lifecycle.token()));
         }
         let state = web::Data::new(AppState {
             pool: runtime.pool.clone(),

@@ -23,6 +23,7 @@ const SHARED_DEFAULTS: &[(&str, &str)] = &[
     ("db_pool_size", "8"),
     ("worker_db_pool_size", "4"),
     ("consumer_prefetch", "8"),
+    ("consumer_stuck_after_secs", "120"),
     ("db_idle_timeout_secs", "60"),
     // Backstops on every connection, see `db::SessionLimits::API` and
     // `::WORKERS` (0 turns one off).
@@ -94,6 +95,11 @@ pub struct ServiceConfig {
     /// Deliveries a consumer takes at once; beyond the worker pool they
     /// wait for a connection, not for a row lock while holding one.
     pub consumer_prefetch: u16,
+    /// An attempt at one message running longer than this is stuck:
+    /// `consumer_stuck_deliveries`, and `/readyz` and `/healthz` fail so that
+    /// the replica is restarted. Above the worker statement, lock and
+    /// idle-in-transaction timeouts.
+    pub consumer_stuck_after_secs: u64,
     /// Pooled connections unused this long are closed, so an idle process
     /// holds few.
     pub db_idle_timeout_secs: u64,

@@ -13,8 +13,11 @@ use anyhow::Context as _;
 use crate::config::{EdgeConfig, ServiceConfig};
 use crate::db::{self, PgPool};
 use crate::lifecycle::Lifecycle;
+use crate::messaging::consumer::ConsumerSettings;
 use crate::messaging::outbox::RelaySettings;
-use crate::messaging::{Broker, MessagingMetrics, OutboxRelay, Topology};
+use crate::messaging::{
+    Broker, Consumer, Handler, MessagingMetrics, OutboxRelay, Topology, Watchdog,
+};
 use crate::ratelimit::RateLimiter;
 use crate::redis::Redis;
 use crate::web::{HttpMetrics, Readiness, base_app};
@@ -40,6 +43,8 @@ pub struct ServiceRuntime {
     pub limiter: Arc<RateLimiter>,
     /// Background tasks.
     pub lifecycle: Lifecycle,
+    /// Times every consumer's attempts; a stuck one fails `/readyz`.
+    pub watchdog: Watchdog,
 }
 
 impl ServiceRuntime {
@@ -94,6 +99,10 @@ impl ServiceRuntime {
                 ),
             )
             .with_check("broker", broker.readiness_check());
+        let watchdog = Watchdog::new();
+        // A stuck delivery is this process wedged, not a dependency down:
+        // liveness too, so that the orchestrator restarts the replica.
+        let readiness = readiness.with_liveness_check("consumers", watchdog.readiness_check());
         let idle = Duration::from_secs(config.db_idle_timeout_secs.max(1));
         let runtime = Self {
             pool,
@@ -105,6 +114,7 @@ impl ServiceRuntime {
             redis,
             limiter,
             lifecycle: Lifecycle::new(),
+            watchdog,
         };
         for pool in [runtime.pool.clone(), runtime.workers.clone()] {
             runtime
@@ -125,6 +135,26 @@ impl ServiceRuntime {
 }
 
 impl ServiceRuntime {
+    /// Starts consuming `queue` with `handler` on the worker pool, its
+    /// attempts timed by this process's watchdog, until the lifecycle stops.
+    pub fn spawn_consumer<H: Handler>(
+        &self,
+        queue: &'static str,
+        handler: H,
+        settings: ConsumerSettings,
+    ) {
+        let consumer = Consumer::new(
+            self.broker.clone(),
+            self.workers.clone(),
+            queue,
+            handler,
+            self.messaging.clone(),
+            settings,
+        )
+        .watched_by(self.watchdog.clone());
+        self.lifecycle.spawn(consumer.run(self.lifecycle.token()));
+    }
+
     /// Binds `HTTP_ADDR` (port 0: any free port) and starts the HTTP server:
     /// the base app (request context, problem+json errors, extractor limits,
     /// health, readiness, metrics) plus whatever `configure` adds, paired

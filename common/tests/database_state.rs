@@ -202,6 +202,7 @@ async fn serve(
         db_pool_size: 1,
         worker_db_pool_size: 1,
         consumer_prefetch: 8,
+        consumer_stuck_after_secs: 120,
         db_idle_timeout_secs: 60,
         db_statement_timeout_ms: 5000,
         db_lock_timeout_ms: 3000,

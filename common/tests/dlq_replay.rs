@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::messaging::consumer::{ConsumerSettings, HandlerError, Transaction};
+use common::messaging::consumer::{ConsumerSettings, HandlerError, Held, Transaction};
 use common::messaging::dlq::{DlqCommand, run};
 use common::messaging::events::{Envelope as Typed, OrderCancelled};
 use common::messaging::topology::CATALOG_ORDER_EVENTS;
@@ -23,7 +23,12 @@ struct Fixable {
 }
 
 impl Handler for Fixable {
-    async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        _held: &Held,
+    ) -> Result<(), HandlerError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(HandlerError::Permanent("a bug, fixed later".into()));
         }
@@ -171,4 +176,85 @@ async fn a_replayed_message_is_processed_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(effects().await, 1, "processed once");
     stop.cancel();
+}
+
+/// Listing reads every message and puts it back as a new copy, so listing
+/// never counts as a failed delivery: run 25 times (more than RabbitMQ 4's
+/// default delivery limit of 20, which drops a quorum queue's message for
+/// good), the DLQ still holds every message, in order, with no delivery
+/// count.
+#[tokio::test]
+async fn listing_the_dlq_again_and_again_keeps_every_message() {
+    let broker = TestBroker::create().await;
+    let connection = lapin::Connection::connect(&common::testing::amqp_url(), Default::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let ids: Vec<String> = (0..2).map(|_| Uuid::now_v7().to_string()).collect();
+    for id in &ids {
+        channel
+            .basic_publish(
+                broker.topology().dead_letter_exchange().into(),
+                broker.topology().queue(CATALOG_ORDER_EVENTS).into(),
+                Default::default(),
+                b"{}",
+                lapin::BasicProperties::default().with_message_id(id.clone().into()),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let dlq = "catalog.order-events.dlq";
+    let url = common::testing::amqp_url().into();
+    for _ in 0..25 {
+        assert_eq!(
+            run(&url, broker.prefix(), &command(false, false))
+                .await
+                .expect("list"),
+            2,
+            "each listing shows both messages, once"
+        );
+    }
+    assert_eq!(broker.depth(dlq).await, 2, "nothing dropped");
+    for id in &ids {
+        let message = channel
+            .basic_get(
+                broker.topology().queue(dlq).into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+            .expect("a message");
+        let delivery = message.delivery;
+        assert_eq!(
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str()),
+            Some(id.as_str()),
+            "in the order they were dead-lettered"
+        );
+        let count = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delivery-count").cloned());
+        // Absent, or 0 (RabbitMQ 3.10 writes it on every quorum delivery).
+        assert!(
+            matches!(
+                count,
+                None | Some(
+                    lapin::types::AMQPValue::LongLongInt(0) | lapin::types::AMQPValue::LongInt(0)
+                )
+            ),
+            "listing is not a failed delivery: {count:?}"
+        );
+    }
+    let _ = connection.close(200, "done".into()).await;
 }

@@ -105,6 +105,7 @@ fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -
         db_pool_size: 4,
         worker_db_pool_size: 2,
         consumer_prefetch: 8,
+        consumer_stuck_after_secs: 120,
         db_idle_timeout_secs: 60,
         db_statement_timeout_ms: 5000,
         db_lock_timeout_ms: 3000,
@@ -202,6 +203,7 @@ impl Stack {
             jwt: jwt(),
             verifier: verifier.clone(),
             edge: options.edge.clone(),
+            cache: Default::default(),
         };
         let catalog = start_catalog(catalog_config.clone()).await;
         let catalog_config = CatalogConfig {
@@ -622,7 +624,14 @@ impl Stack {
     /// Closes every broker connection of this stack from the broker side,
     /// as a network drop or broker restart would. Returns how many.
     pub async fn drop_broker_connections(&self) -> usize {
-        let pattern = self.broker.prefix();
+        self.drop_broker_connections_of("").await
+    }
+
+    /// Closes the broker connections of this stack whose name contains
+    /// `component` (a connection is named `<prefix><service>/<component>`,
+    /// e.g. `catalog-svc/catalog.order-events`). Returns how many.
+    pub async fn drop_broker_connections_of(&self, component: &str) -> usize {
+        let pattern = format!("{}{component}", self.broker.prefix());
         let listing = tokio::process::Command::new("rabbitmqctl")
             .args(["-q", "list_connections", "pid", "client_properties"])
             .output()
@@ -636,7 +645,7 @@ impl Stack {
         let text = String::from_utf8_lossy(&listing.stdout);
         let ours: Vec<String> = text
             .lines()
-            .filter(|line| line.contains(pattern))
+            .filter(|line| line.contains(&pattern))
             .filter_map(|line| line.split_whitespace().next().map(str::to_string))
             .collect();
         for pid in &ours {

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use actix_web::web;
 use common::auth::TokenVerifier;
-use common::messaging::Consumer;
 use common::messaging::consumer::ConsumerSettings;
 use common::messaging::topology::{ORDER_PRODUCT_EVENTS, ORDER_STOCK_EVENTS};
 use common::service::{Running, RunningHandle, ServiceRuntime};
@@ -52,33 +51,21 @@ impl Application {
         ));
         let order_metrics = OrderMetrics::register(runtime.metrics.registry())?;
         if config.service.run_consumers {
-            let consumer = Consumer::new(
-                runtime.broker.clone(),
-                runtime.workers.clone(),
+            runtime.spawn_consumer(
                 ORDER_STOCK_EVENTS,
                 StockEventsHandler::new(outcomes.clone()),
-                runtime.messaging.clone(),
-                ConsumerSettings::with_prefetch(config.service.consumer_prefetch),
+                ConsumerSettings::for_service(&config.service),
             );
-            runtime
-                .lifecycle
-                .spawn(consumer.run(runtime.lifecycle.token()));
-            let products = Consumer::new(
-                runtime.broker.clone(),
-                runtime.workers.clone(),
+            runtime.spawn_consumer(
                 ORDER_PRODUCT_EVENTS,
                 ProductEventsHandler,
-                runtime.messaging.clone(),
                 // Product changes are rare and each applies in one statement:
                 // a little concurrency leaves the worker pool to the saga.
                 ConsumerSettings {
                     prefetch: 2,
-                    ..ConsumerSettings::default()
+                    ..ConsumerSettings::for_service(&config.service)
                 },
             );
-            runtime
-                .lifecycle
-                .spawn(products.run(runtime.lifecycle.token()));
             runtime.lifecycle.spawn(sweeper::run(
                 runtime.workers.clone(),
                 Duration::from_millis(config.orders.sweep_interval_ms),

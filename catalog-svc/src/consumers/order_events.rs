@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::messaging::consumer::{HandlerError, Transaction};
+use common::messaging::consumer::{HandlerError, Held, Transaction};
 use common::messaging::events::{
     Envelope as TypedEnvelope, ItemQuantity, OrderCancelled, OrderCreated, OrderShipped,
     StockRejected, StockReleased, StockReserved,
@@ -14,7 +14,8 @@ use common::messaging::{Envelope, Event, Handler, enqueue};
 use prometheus::IntCounter;
 use uuid::Uuid;
 
-use crate::cache::ProductCache;
+use crate::cache::{ProductCache, Refills};
+use crate::domain::Product;
 use crate::repository::products;
 use crate::repository::reservations::{self, State};
 
@@ -24,56 +25,59 @@ const PRODUCER: &str = "catalog-svc";
 pub struct OrderEventsHandler {
     conflicts: IntCounter,
     cache: Arc<ProductCache>,
+    /// What each message wrote, filled into the cache once it commits.
+    refills: Refills,
     turns: Turns,
 }
 
 /// One turn per product within this process: handlers of the same product
 /// take turns here rather than all queueing on its row lock in PostgreSQL,
 /// so a hot product's lock queue holds at most one transaction per replica.
-/// A turn is held until the handler's transaction has ended.
 #[derive(Default)]
 struct Turns {
-    products: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
-    held: std::sync::Mutex<HashMap<Uuid, Vec<tokio::sync::OwnedMutexGuard<()>>>>,
+    products: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// The turns one handler holds. Kept in the attempt's [`Held`], so they are
+/// given back once its transaction has ended, however the attempt ended
+/// (committed, failed, panicked, or its future dropped).
+struct Turn {
+    guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    products: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.guards.clear();
+        // Forget products nobody holds or waits for (a waiter holds a
+        // clone of the product's mutex).
+        self.products
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, turn| Arc::strong_count(turn) > 1);
+    }
 }
 
 impl Turns {
-    /// Waits for the turn of every product (in the order given: sorted),
-    /// kept for message `message` until [`Turns::release`].
-    async fn take(&self, message: Uuid, products: impl Iterator<Item = Uuid>) {
-        let mut guards = Vec::new();
+    /// Waits for the turn of every product, in the order given (sorted, so
+    /// two handlers cannot wait on each other). Dropped half-way, the turns
+    /// taken so far are given back.
+    async fn take(&self, products: impl Iterator<Item = Uuid>) -> Turn {
+        let mut turn = Turn {
+            guards: Vec::new(),
+            products: self.products.clone(),
+        };
         for product in products {
-            let turn = self
+            let mutex = self
                 .products
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(product)
                 .or_default()
                 .clone();
-            guards.push(turn.lock_owned().await);
+            turn.guards.push(mutex.lock_owned().await);
         }
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(message)
-            .or_default()
-            .extend(guards);
-    }
-
-    fn release(&self, message: Uuid) {
-        let guards = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&message);
-        if guards.is_some() {
-            drop(guards);
-            // Forget products nobody waits for.
-            self.products
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, turn| Arc::strong_count(turn) > 1);
-        }
+        turn
     }
 }
 
@@ -84,6 +88,7 @@ impl OrderEventsHandler {
         Self {
             conflicts,
             cache,
+            refills: Refills::default(),
             turns: Turns::default(),
         }
     }
@@ -147,10 +152,10 @@ impl OrderEventsHandler {
         tx: &Transaction<'_>,
         product_id: Uuid,
         delta: i32,
-    ) -> Result<Result<(Uuid, i64), Shortfall>, HandlerError> {
+    ) -> Result<Result<Product, Shortfall>, HandlerError> {
         loop {
-            if let Some(version) = products::change_stock(tx, product_id, delta).await? {
-                return Ok(Ok((product_id, version)));
+            if let Some(product) = products::change_stock(tx, product_id, delta).await? {
+                return Ok(Ok(product));
             }
             // Nothing changed: say why (the row is locked now).
             match products::stock_and_version(tx, product_id).await? {
@@ -168,6 +173,7 @@ impl OrderEventsHandler {
         tx: &Transaction<'_>,
         envelope: &Envelope,
         event: OrderCreated,
+        held: &Held,
     ) -> Result<(), HandlerError> {
         let items = merge(&event.items)?;
         let order_id = event.order_id;
@@ -198,9 +204,7 @@ impl OrderEventsHandler {
         savepoint?;
         lines?;
         queued?;
-        self.turns
-            .take(envelope.id, items.iter().map(|i| i.product_id))
-            .await;
+        held.keep(self.turns.take(items.iter().map(|i| i.product_id)).await);
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             let shortfall = match self
@@ -234,9 +238,7 @@ impl OrderEventsHandler {
             tracing::info!(%order_id, product_id = %item.product_id, reason = shortfall.reason(), "reservation rejected");
             return Ok(());
         }
-        // With the rows still locked: cached copies stop being served
-        // before the new stock commits.
-        self.cache.mark(&written).await;
+        self.claim(tx, envelope, held, &written).await?;
         tracing::info!(%order_id, items = items.len(), "stock reserved");
         Ok(())
     }
@@ -246,6 +248,7 @@ impl OrderEventsHandler {
         tx: &Transaction<'_>,
         envelope: &Envelope,
         event: OrderCancelled,
+        held: &Held,
     ) -> Result<(), HandlerError> {
         let order_id = event.order_id;
         if reservations::create(tx, order_id, State::Cancelled).await? {
@@ -257,9 +260,7 @@ impl OrderEventsHandler {
             return Ok(());
         }
         let items = reservations::items(tx, order_id).await?;
-        self.turns
-            .take(envelope.id, items.iter().map(|i| i.product_id))
-            .await;
+        held.keep(self.turns.take(items.iter().map(|i| i.product_id)).await);
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             // Giving back cannot fall short; a deleted product has nowhere
@@ -272,7 +273,7 @@ impl OrderEventsHandler {
             }
         }
         reservations::set_state(tx, order_id, State::Released).await?;
-        self.cache.mark(&written).await;
+        self.claim(tx, envelope, held, &written).await?;
         tracing::info!(%order_id, reason = %event.reason, "stock released");
         Ok(enqueue(
             tx,
@@ -306,19 +307,46 @@ fn reply_to<T: Event>(cause: &Envelope, order_id: Uuid, data: T) -> TypedEnvelop
     TypedEnvelope::new(PRODUCER, order_id.to_string(), Some(cause.id), data)
 }
 
+impl OrderEventsHandler {
+    /// With the rows of `written` still locked: their cached copies stop
+    /// being served before the new stock commits (or, should Redis not take
+    /// the claim, the products are recorded for the replicas to refill),
+    /// and they are filled with `written` once it has ([`Handler::committed`]).
+    async fn claim(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        held: &Held,
+        written: &[Product],
+    ) -> Result<(), HandlerError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<(Uuid, i64)> = written.iter().map(|p| (p.id, p.version)).collect();
+        self.cache.mark_or_record(tx, &writes).await?;
+        self.refills.remember(envelope.id, written, held);
+        Ok(())
+    }
+}
+
 impl Handler for OrderEventsHandler {
-    fn finished(&self, envelope: &Envelope) {
-        self.turns.release(envelope.id);
+    fn committed(&self, envelope: &Envelope) {
+        self.refills.committed(envelope.id, &self.cache);
     }
 
-    async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        held: &Held,
+    ) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
             OrderCreated::TYPE => {
-                self.reserve(tx, envelope, envelope.parse().map_err(permanent)?)
+                self.reserve(tx, envelope, envelope.parse().map_err(permanent)?, held)
                     .await
             }
             OrderCancelled::TYPE => {
-                self.release(tx, envelope, envelope.parse().map_err(permanent)?)
+                self.release(tx, envelope, envelope.parse().map_err(permanent)?, held)
                     .await
             }
             OrderShipped::TYPE => self.fulfil(tx, envelope.parse().map_err(permanent)?).await,
@@ -333,28 +361,74 @@ impl Handler for OrderEventsHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
-    async fn a_product_has_one_turn_at_a_time_until_the_holder_is_finished() {
+    async fn a_product_has_one_turn_at_a_time_until_the_holder_is_done() {
         let turns = Arc::new(Turns::default());
-        let (first, second, product) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        turns.take(first, [product].into_iter()).await;
+        let product = Uuid::now_v7();
+        let first = turns.take([product].into_iter()).await;
         let waiting = {
             let turns = turns.clone();
-            tokio::spawn(async move { turns.take(second, [product].into_iter()).await })
+            tokio::spawn(async move { turns.take([product].into_iter()).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !waiting.is_finished(),
             "the second handler waits for the turn"
         );
-        turns.release(first);
-        waiting.await.expect("the turn passes on");
-        turns.release(second);
+        drop(first);
+        let second = waiting.await.expect("the turn passes on");
+        drop(second);
         assert!(
             turns.products.lock().expect("lock").is_empty(),
             "nothing is kept for products nobody waits for"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handler_dropped_while_holding_a_turn_does_not_block_the_next() {
+        let turns = Arc::new(Turns::default());
+        let (hot, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        // A handler that takes its turns into the attempt's Held, then hangs
+        // (as if inside its transaction) until its task is aborted, as the
+        // runner does with a handler that outlives a lost channel.
+        let holder = {
+            let turns = turns.clone();
+            tokio::spawn(async move {
+                let held = Held::default();
+                held.keep(turns.take([hot, other].into_iter()).await);
+                std::future::pending::<()>().await;
+            })
+        };
+        // Another handler waiting for the same turn when the holder goes.
+        let queued = {
+            let turns = turns.clone();
+            tokio::spawn(async move { turns.take([hot].into_iter()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!queued.is_finished(), "the turn is held");
+        holder.abort();
+        assert!(holder.await.expect_err("aborted").is_cancelled());
+        let next = tokio::time::timeout(Duration::from_secs(5), queued)
+            .await
+            .expect("the aborted handler's turn was given back")
+            .expect("task");
+        drop(next);
+        // Dropped while still waiting for a turn: nothing is left behind.
+        let blocker = turns.take([other].into_iter()).await;
+        let abandoned = {
+            let turns = turns.clone();
+            tokio::spawn(async move { turns.take([hot, other].into_iter()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        tokio::time::timeout(Duration::from_secs(5), turns.take([hot].into_iter()))
+            .await
+            .expect("a turn taken by a waiter that was dropped is given back");
+        drop(blocker);
+        assert!(turns.products.lock().expect("lock").is_empty());
     }
 
     #[test]

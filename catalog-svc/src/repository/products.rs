@@ -10,8 +10,12 @@ use crate::domain::{ListQuery, Product, ProductInput};
 
 const COLUMNS: &str =
     "id, owner_id, name, description, price_cents, stock, version, created_at, updated_at";
+/// [`COLUMNS`] of a `products` table aliased `p`.
+pub(crate) const COLUMNS_OF_P: &str = "p.id, p.owner_id, p.name, p.description, p.price_cents, \
+     p.stock, p.version, p.created_at, p.updated_at";
 
-fn product(row: &Row) -> Result<Product, DbError> {
+/// A product from a row holding [`COLUMNS`] by name.
+pub(crate) fn product(row: &Row) -> Result<Product, DbError> {
     let cents: i64 = row.try_get("price_cents")?;
     Ok(Product {
         id: row.try_get("id")?,
@@ -145,20 +149,22 @@ pub async fn update(
     row.as_ref().map(product).transpose()
 }
 
-/// Deletes a product, only at `expected_version` when one is given; true
-/// when a row was deleted.
+/// Deletes a product, only at `expected_version` when one is given; the
+/// row as it was deleted (what a `product.deleted` must announce: it may
+/// have changed since the caller read it), or `None` when nothing was.
 pub async fn delete(
     client: &impl GenericClient,
     id: Uuid,
     expected_version: Option<i64>,
-) -> Result<bool, DbError> {
-    let deleted = client
-        .execute_cached(
-            "DELETE FROM products WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
-            &[&id, &expected_version],
-        )
+) -> Result<Option<Product>, DbError> {
+    let sql = format!(
+        "DELETE FROM products WHERE id = $1 AND ($2::bigint IS NULL OR version = $2) \
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_opt_cached(&sql, &[&id, &expected_version])
         .await?;
-    Ok(deleted == 1)
+    row.as_ref().map(product).transpose()
 }
 
 /// Stock and version of a product, locking its row for the rest of the
@@ -181,21 +187,20 @@ pub async fn stock_and_version(
 /// update applies only at that version and if stock stays non-negative.
 /// Locking first makes concurrent handlers of a hot product queue for the
 /// row instead of each losing version races; callers change products in id
-/// order, so this cannot deadlock. Returns the new version, or `None` when
-/// nothing changed (no such product, or not enough stock).
+/// order, so this cannot deadlock. Returns the product as changed (the
+/// cache is refilled with it after the commit, without reading it again),
+/// or `None` when nothing changed (no such product, or not enough stock).
 pub async fn change_stock(
     client: &impl GenericClient,
     id: Uuid,
     delta: i32,
-) -> Result<Option<i64>, DbError> {
-    let row = client
-        .query_opt_cached(
-            "WITH locked AS (SELECT id, version FROM products WHERE id = $1 FOR UPDATE) \
-             UPDATE products p SET stock = p.stock + $2, version = p.version + 1, updated_at = now() \
-             FROM locked WHERE p.id = locked.id AND p.version = locked.version AND p.stock + $2 >= 0 \
-             RETURNING p.version",
-            &[&id, &delta],
-        )
-        .await?;
-    row.map(|r| r.try_get(0)).transpose().map_err(DbError::from)
+) -> Result<Option<Product>, DbError> {
+    let sql = format!(
+        "WITH locked AS (SELECT id, version FROM products WHERE id = $1 FOR UPDATE) \
+         UPDATE products p SET stock = p.stock + $2, version = p.version + 1, updated_at = now() \
+         FROM locked WHERE p.id = locked.id AND p.version = locked.version AND p.stock + $2 >= 0 \
+         RETURNING {COLUMNS_OF_P}"
+    );
+    let row = client.query_opt_cached(&sql, &[&id, &delta]).await?;
+    row.as_ref().map(product).transpose()
 }

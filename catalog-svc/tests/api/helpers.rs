@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use catalog_svc::CatalogConfig;
+use catalog_svc::config::CacheSettings;
 use common::auth::{Role, SigningKey, TokenIssuer};
 use common::config::{JwtConfig, ServiceConfig, VerifierConfig};
 pub use common::testing::assert_problem;
@@ -46,6 +47,7 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
             db_pool_size: 8,
             worker_db_pool_size: 2,
             consumer_prefetch: 8,
+            consumer_stuck_after_secs: 120,
             db_idle_timeout_secs: 60,
             db_statement_timeout_ms: 5000,
             db_lock_timeout_ms: 3000,
@@ -64,8 +66,17 @@ pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) 
         },
         verifier,
         edge: common::testing::edge(),
+        cache: CACHE,
     }
 }
+
+/// The product cache's timings in tests: a lease short enough that a test
+/// can outwait it (and a new Redis's first lease without fills).
+pub const CACHE: CacheSettings = CacheSettings {
+    lease_ms: 500,
+    ttl_ms: 60_000,
+    drain_interval_ms: 200,
+};
 
 /// catalog-svc trusting a public key file whose private half the test holds.
 pub async fn spawn_app() -> TestApp {

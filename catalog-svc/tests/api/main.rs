@@ -4,6 +4,7 @@
 mod cache;
 mod concurrency;
 mod edge;
+mod handler_panics;
 mod helpers;
 mod listing;
 mod pools;

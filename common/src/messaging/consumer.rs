@@ -14,6 +14,15 @@
 //! message is kept (not nacked) and retried in place, so an outage does not
 //! push good messages into the dead-letter queue.
 //!
+//! No attempt can leave anything behind: what a handler holds across its
+//! transaction (a turn, a lock of its own) lives in the attempt's future
+//! ([`Held`]) and goes with it on return, failure, panic or abort; a panic
+//! is caught, counted and retried as a transient failure. When the channel
+//! is lost, attempts in flight are let finish their transaction (their
+//! acks fail; the redeliveries are duplicates) before the runner
+//! reconnects, and an attempt that runs past its bound is reported stuck
+//! ([`super::watchdog`]).
+//!
 //! The table (each consuming service's migrations create it):
 //! `inbox (message_id uuid PK, event_type text, received_at timestamptz)`.
 
@@ -21,7 +30,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -34,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::broker::{BoxError, RunResult, backoff};
-use super::{Broker, Envelope, MessagingMetrics};
+use super::{Broker, Envelope, MessagingMetrics, Watchdog};
 use crate::db::{Cached as _, DbError, PgPool};
 use crate::telemetry::TraceContext;
 
@@ -74,26 +85,44 @@ impl From<tokio_postgres::Error> for HandlerError {
     }
 }
 
+/// What one attempt at a message holds until its transaction has ended:
+/// guards (a per-product turn, say) that must outlive the handler's own
+/// future, which returns before the commit. The runner owns it inside the
+/// attempt's future, declared before the transaction, so it is dropped
+/// after the transaction has ended (committed, or rolled back by dropping
+/// it) however the attempt ends: returned, failed, panicked, or dropped
+/// mid-way because its task was aborted. Nothing kept here can outlive the
+/// attempt.
+#[derive(Default)]
+pub struct Held(std::sync::Mutex<Vec<Box<dyn Send>>>);
+
+impl Held {
+    /// Keeps `guard` until the attempt's transaction has ended.
+    pub fn keep(&self, guard: impl Send + 'static) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(guard));
+    }
+}
+
 /// Applies one kind of message inside the runner's transaction. Everything
 /// it writes (state and outbox rows) commits with the inbox record.
 pub trait Handler: Send + Sync + 'static {
     /// Handles `envelope` within `tx`. Messages of types it does not know
-    /// should be accepted and ignored.
+    /// should be accepted and ignored. What must be held until `tx` has
+    /// ended goes into `held`.
     fn handle(
         &self,
         tx: &Transaction<'_>,
         envelope: &Envelope,
+        held: &Held,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Called once `envelope`'s effects have committed (not for duplicates),
     /// for what may only happen after the commit, such as waking local
     /// waiters. Must not fail: the message is acknowledged regardless.
     fn committed(&self, _envelope: &Envelope) {}
-
-    /// Called after every attempt at `envelope`, whatever its outcome
-    /// (committed, duplicate, failed): for what a handler holds across its
-    /// transaction and must give back once it has ended.
-    fn finished(&self, _envelope: &Envelope) {}
 }
 
 /// Runner settings.
@@ -109,6 +138,14 @@ pub struct ConsumerSettings {
     pub retry_max: Duration,
     /// How long message ids are remembered for deduplication.
     pub inbox_retention: Duration,
+    /// An attempt at one message running longer than this is stuck: logged,
+    /// counted in `consumer_stuck_deliveries` and failing `/readyz`. Above
+    /// the database's statement, lock and idle-in-transaction timeouts, so
+    /// only a wait they cannot end (in this process) trips it.
+    pub stuck_after: Duration,
+    /// When the channel is lost, how long the attempts in flight may take to
+    /// end their transactions before the runner reconnects without them.
+    pub drain_timeout: Duration,
 }
 
 impl ConsumerSettings {
@@ -117,6 +154,15 @@ impl ConsumerSettings {
         Self {
             prefetch: prefetch.max(1),
             ..Self::default()
+        }
+    }
+
+    /// The defaults with the service's `CONSUMER_PREFETCH` and
+    /// `CONSUMER_STUCK_AFTER_SECS`.
+    pub fn for_service(config: &crate::config::ServiceConfig) -> Self {
+        Self {
+            stuck_after: Duration::from_secs(config.consumer_stuck_after_secs.max(1)),
+            ..Self::with_prefetch(config.consumer_prefetch)
         }
     }
 }
@@ -132,6 +178,8 @@ impl Default for ConsumerSettings {
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
             inbox_retention: Duration::from_secs(7 * 24 * 3600),
+            stuck_after: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -144,6 +192,7 @@ pub struct Consumer<H> {
     handler: H,
     metrics: MessagingMetrics,
     settings: ConsumerSettings,
+    watchdog: Watchdog,
 }
 
 enum Outcome {
@@ -168,7 +217,15 @@ impl<H: Handler> Consumer<H> {
             handler,
             metrics,
             settings,
+            watchdog: Watchdog::new(),
         }
+    }
+
+    /// Times this consumer's attempts with `watchdog` (shared with the other
+    /// consumers of the process and its `/readyz`) instead of a private one.
+    pub fn watched_by(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Consumes until `shutdown`; then stops taking messages and finishes
@@ -203,12 +260,26 @@ impl<H: Handler> Consumer<H> {
             )
             .await?;
         let mut in_flight = JoinSet::new();
+        // Cancelled when this channel is gone (or on shutdown): attempts in
+        // flight finish their transaction, and none starts after it.
+        let channel_gone = shutdown.child_token();
         let mut last_prune: Option<Instant> = None;
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(15));
-        loop {
+        let mut last_report: Option<Instant> = None;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+        let lost = loop {
             tokio::select! {
                 _ = housekeeping.tick() => {
-                    self.report_dead_letters(&connection).await;
+                    self.report_stuck();
+                    if last_report.is_none_or(|t| t.elapsed() > Duration::from_secs(15)) {
+                        // Bounded: a broker slow to answer must not stall
+                        // taking deliveries.
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            self.report_dead_letters(&connection),
+                        )
+                        .await;
+                        last_report = Some(Instant::now());
+                    }
                     if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         self.prune_inbox().await;
                         last_prune = Some(Instant::now());
@@ -218,32 +289,64 @@ impl<H: Handler> Consumer<H> {
                     let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
                     // Finish what is in flight; anything unacked is requeued
                     // by the broker when the channel closes.
-                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                        while in_flight.join_next().await.is_some() {}
-                    })
-                    .await;
+                    self.drain(&mut in_flight).await;
                     let _ = channel.close(200, "shutting down".into()).await;
                     return Ok(());
                 }
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
                         let this = self.clone();
-                        let stop = shutdown.clone();
+                        let stop = channel_gone.clone();
                         in_flight.spawn(async move { this.process(delivery, stop).await });
                     }
-                    Some(Err(e)) => {
-                        // The channel is gone; in-flight deliveries can no
-                        // longer be acked and will be redelivered.
-                        in_flight.abort_all();
-                        return Err(e.into());
-                    }
-                    None => {
-                        in_flight.abort_all();
-                        return Err(BoxError::from("the broker cancelled the consumer"));
-                    }
+                    Some(Err(e)) => break BoxError::from(e),
+                    None => break BoxError::from("the broker cancelled the consumer"),
                 },
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
+        };
+        // The channel is gone: in-flight deliveries can no longer be acked
+        // and will be redelivered (a committed one is then a duplicate).
+        // Let their transactions end rather than cutting them off mid-way,
+        // then reconnect.
+        channel_gone.cancel();
+        self.drain(&mut in_flight).await;
+        Err(lost)
+    }
+
+    /// Waits for the attempts in flight, at most `drain_timeout`; those
+    /// still running are aborted, which rolls their transactions back and
+    /// releases what they hold ([`Held`]).
+    async fn drain(&self, in_flight: &mut JoinSet<()>) {
+        let drained = tokio::time::timeout(self.settings.drain_timeout, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                queue = self.queue,
+                aborted = in_flight.len(),
+                "in-flight messages did not finish in time; aborting them (they will be redelivered)"
+            );
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {}
+        }
+    }
+
+    /// Exports (and logs) this queue's stuck attempts.
+    fn report_stuck(&self) {
+        let stuck = self.watchdog.stuck_in(self.queue);
+        self.metrics
+            .stuck_deliveries
+            .with_label_values(&[self.queue])
+            .set(i64::try_from(stuck).unwrap_or(i64::MAX));
+        if stuck > 0 {
+            tracing::error!(
+                queue = self.queue,
+                stuck,
+                bound_secs = self.settings.stuck_after.as_secs(),
+                "deliveries are stuck; /readyz fails until they end"
+            );
         }
     }
 
@@ -267,8 +370,21 @@ impl<H: Handler> Consumer<H> {
             let mut unavailable_for = 0;
             let mut attempt: u32 = 1;
             loop {
-                let applied = self.apply(&envelope).await;
-                self.handler.finished(&envelope);
+                let applied = {
+                    let _watched = self.watchdog.watch(self.queue, self.settings.stuck_after);
+                    AssertUnwindSafe(self.apply(&envelope)).catch_unwind().await
+                };
+                let applied = applied.unwrap_or_else(|panic| {
+                    // The attempt's transaction and what it held were
+                    // dropped while unwinding; the message is still ours.
+                    self.metrics
+                        .handler_panics
+                        .with_label_values(&[self.queue])
+                        .inc();
+                    Err(HandlerError::Transient(
+                        format!("the handler panicked: {}", panic_message(panic.as_ref())).into(),
+                    ))
+                });
                 match applied {
                     Ok(outcome) => {
                         let outcome = match outcome {
@@ -332,6 +448,8 @@ impl<H: Handler> Consumer<H> {
     /// message in flight waits on that message's inbox row before its
     /// handler can take any lock, and the two cannot deadlock.
     async fn apply(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        // Declared first, so dropped last: after the transaction has ended.
+        let held = Held::default();
         let mut client = self.pool.get().await.map_err(DbError::from)?;
         let tx = client.transaction().await?;
         let inbox = tx.prepare_cached(INBOX_INSERT).await?;
@@ -339,7 +457,7 @@ impl<H: Handler> Consumer<H> {
             [&envelope.id, &envelope.kind];
         let (recorded, handled) = tokio::join!(
             tx.execute(&inbox, &params),
-            self.handler.handle(&tx, envelope)
+            self.handler.handle(&tx, envelope, &held)
         );
         if recorded? == 0 {
             return Ok(Outcome::Duplicate);
@@ -427,6 +545,15 @@ fn delivery_count(delivery: &Delivery) -> u32 {
             _ => None,
         });
     counted.unwrap_or(u32::from(delivery.redelivered))
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 fn traceparent(delivery: &Delivery) -> Option<String> {

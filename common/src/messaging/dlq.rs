@@ -8,10 +8,20 @@
 //! effect. Each message is acknowledged in the DLQ only after the broker
 //! confirmed its copy in the queue, so a replay interrupted half-way loses
 //! nothing (at worst a message is in both, and the inbox deduplicates).
+//!
+//! Listing reads the same way and puts each message back at the tail of its
+//! DLQ as a copy, confirmed before the original is removed: listing never
+//! counts as a failed delivery, so no delivery limit can ever drop a
+//! dead-lettered message however often it is listed. A listing shows the
+//! messages from the head and leaves them, in the same order, behind the
+//! others.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::AMQPValue;
-use lapin::{Confirmation, Connection, ConnectionProperties};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Topology;
@@ -99,6 +109,23 @@ fn describe(delivery: &lapin::message::Delivery) -> String {
     format!("{id} {kind} (dead-lettered: {reason})")
 }
 
+/// The message's properties for its copy, without the broker's delivery
+/// count: the copy is a new message, and a stale count would mislead
+/// whoever reads it next.
+fn copy_properties(properties: &BasicProperties) -> BasicProperties {
+    let mut copy = properties.clone();
+    if let Some(headers) = properties.headers() {
+        let mut kept = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if name.as_str() != "x-delivery-count" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        copy = copy.with_headers(kept);
+    }
+    copy
+}
+
 /// Runs `command` against the broker at `url` under `prefix`; returns the
 /// number of messages listed or moved. Prints one line per message.
 pub async fn run(
@@ -120,8 +147,24 @@ pub async fn run(
     let mut total = 0;
     for name in queues {
         let (queue, dlq) = (topology.queue(name), topology.dead_letter_queue(name));
+        // At most what is there now: a listing's copies go to the tail of
+        // the same queue and must not be read again.
+        let depth = channel
+            .queue_declare(
+                dlq.clone().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?
+            .message_count();
+        let limit = command
+            .limit
+            .min(usize::try_from(depth).unwrap_or(usize::MAX));
         let mut count = 0;
-        while count < command.limit {
+        while count < limit {
             let Some(message) = channel
                 .basic_get(dlq.clone().into(), BasicGetOptions { no_ack: false })
                 .await?
@@ -130,36 +173,41 @@ pub async fn run(
             };
             let delivery = message.delivery;
             count += 1;
-            if !command.replay || command.dry_run {
-                // Left unacknowledged: back in the DLQ when the channel closes.
-                let verb = if command.replay { "would replay " } else { "" };
-                println!("{dlq}: {verb}{}", describe(&delivery));
-                continue;
-            }
+            let listing = !command.replay || command.dry_run;
+            // Listing puts a copy back at the tail of the DLQ and removes the
+            // one read, rather than handing it back unacknowledged: a return
+            // counts as a failed delivery, and a quorum queue with a
+            // delivery limit (RabbitMQ 4 gives every quorum queue one, 20 by
+            // default) drops a message listed that often, for good. A
+            // replay puts the copy into the message's own queue instead.
+            let target = if listing { &dlq } else { &queue };
             let confirm = channel
                 .basic_publish(
                     "".into(),
-                    queue.clone().into(),
+                    target.clone().into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..Default::default()
                     },
                     &delivery.data,
-                    delivery.properties.clone(),
+                    copy_properties(&delivery.properties),
                 )
                 .await?
                 .await?;
-            match confirm {
-                Confirmation::Ack(None) => {
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    println!("{dlq} -> {queue}: {}", describe(&delivery));
-                }
-                _ => {
-                    return Err(format!(
-                        "the broker did not take the copy for {queue}; nothing lost, stopping"
-                    )
-                    .into());
-                }
+            let Confirmation::Ack(None) = confirm else {
+                return Err(format!(
+                    "the broker did not take the copy for {target}; nothing lost, stopping"
+                )
+                .into());
+            };
+            // Only once the copy is safe; should this ack be lost, the
+            // message is there twice and the consumer's inbox tells.
+            delivery.ack(BasicAckOptions::default()).await?;
+            if listing {
+                let verb = if command.replay { "would replay " } else { "" };
+                println!("{dlq}: {verb}{}", describe(&delivery));
+            } else {
+                println!("{dlq} -> {queue}: {}", describe(&delivery));
             }
         }
         let what = match (command.replay, command.dry_run) {

@@ -13,6 +13,8 @@ pub struct MessagingMetrics {
     pub(crate) outbox_backlog: IntGauge,
     pub(crate) outbox_oldest_age: Gauge,
     pub(crate) dead_letter_depth: IntGaugeVec,
+    pub(crate) stuck_deliveries: IntGaugeVec,
+    pub(crate) handler_panics: IntCounterVec,
 }
 
 impl MessagingMetrics {
@@ -61,6 +63,20 @@ impl MessagingMetrics {
             ),
             &["queue"],
         )?;
+        let stuck_deliveries = IntGaugeVec::new(
+            Opts::new(
+                "consumer_stuck_deliveries",
+                "Attempts at a message running for longer than the consumer's bound (CONSUMER_STUCK_AFTER_SECS); non-zero makes /readyz fail",
+            ),
+            &["queue"],
+        )?;
+        let handler_panics = IntCounterVec::new(
+            Opts::new(
+                "consumer_handler_panics_total",
+                "Handler attempts that panicked (rolled back and retried as a transient failure), by queue",
+            ),
+            &["queue"],
+        )?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
@@ -68,6 +84,8 @@ impl MessagingMetrics {
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(outbox_oldest_age.clone()))?;
         registry.register(Box::new(dead_letter_depth.clone()))?;
+        registry.register(Box::new(stuck_deliveries.clone()))?;
+        registry.register(Box::new(handler_panics.clone()))?;
         Ok(Self {
             published,
             consumed,
@@ -76,6 +94,8 @@ impl MessagingMetrics {
             outbox_backlog,
             outbox_oldest_age,
             dead_letter_depth,
+            stuck_deliveries,
+            handler_panics,
         })
     }
 }

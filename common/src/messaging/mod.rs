@@ -17,6 +17,7 @@ pub mod events;
 pub mod metrics;
 pub mod outbox;
 pub mod topology;
+pub mod watchdog;
 
 pub use broker::{Broker, BrokerStatus};
 pub use consumer::{Consumer, Handler, HandlerError};
@@ -24,3 +25,4 @@ pub use events::{Envelope, Event};
 pub use metrics::MessagingMetrics;
 pub use outbox::{OutboxRelay, commit, enqueue};
 pub use topology::Topology;
+pub use watchdog::Watchdog;

@@ -266,8 +266,8 @@ impl RateLimiter {
         Ok(Self {
             config,
             prefix: redis.key("rl:"),
+            gcra: redis.script(GCRA),
             redis,
-            gcra: Script::new(GCRA),
             limited,
             errors,
             last_warning: Mutex::new(None),

@@ -1,7 +1,7 @@
 //! `order.product-events`: keeps order-svc's copy of product names and
 //! prices current, so that placing an order needs no call to catalog-svc.
 
-use common::messaging::consumer::{HandlerError, Transaction};
+use common::messaging::consumer::{HandlerError, Held, Transaction};
 use common::messaging::events::{ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated};
 use common::messaging::{Envelope, Event, Handler};
 
@@ -32,7 +32,12 @@ async fn apply(
 }
 
 impl Handler for ProductEventsHandler {
-    async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        _held: &Held,
+    ) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
             ProductCreated::TYPE => {
                 let event: ProductCreated = envelope.parse().map_err(permanent)?;

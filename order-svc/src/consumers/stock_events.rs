@@ -1,6 +1,6 @@
 //! `order.stock-events`: catalog-svc's replies drive the saga.
 
-use common::messaging::consumer::{HandlerError, Transaction};
+use common::messaging::consumer::{HandlerError, Held, Transaction};
 use common::messaging::events::{StockRejected, StockReleased, StockReserved};
 use common::messaging::{Envelope, Event, Handler};
 use uuid::Uuid;
@@ -111,7 +111,12 @@ impl Handler for StockEventsHandler {
         }
     }
 
-    async fn handle(&self, tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope,
+        _held: &Held,
+    ) -> Result<(), HandlerError> {
         match envelope.kind.as_str() {
             StockReserved::TYPE => {
                 self.reserved(tx, envelope, envelope.parse().map_err(permanent)?)
