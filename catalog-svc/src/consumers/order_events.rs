@@ -58,7 +58,27 @@ impl Drop for Turn {
     }
 }
 
+/// The longest a handler waits for its turns, inside its open transaction:
+/// well below the worker pool's idle-in-transaction timeout (which would
+/// close the waiting session) and the consumer's stuck bound. Past it the
+/// attempt is a transient failure, retried with backoff.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Turns {
+    /// [`Turns::take`], bounded by [`TURN_WAIT`].
+    async fn take_within(
+        &self,
+        products: impl Iterator<Item = Uuid>,
+    ) -> Result<Turn, HandlerError> {
+        tokio::time::timeout(TURN_WAIT, self.take(products))
+            .await
+            .map_err(|_| {
+                HandlerError::Transient(
+                    format!("waited {} s for a product's turn", TURN_WAIT.as_secs()).into(),
+                )
+            })
+    }
+
     /// Waits for the turn of every product, in the order given (sorted, so
     /// two handlers cannot wait on each other). Dropped half-way, the turns
     /// taken so far are given back.
@@ -204,7 +224,11 @@ impl OrderEventsHandler {
         savepoint?;
         lines?;
         queued?;
-        held.keep(self.turns.take(items.iter().map(|i| i.product_id)).await);
+        held.keep(
+            self.turns
+                .take_within(items.iter().map(|i| i.product_id))
+                .await?,
+        );
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             let shortfall = match self
@@ -260,7 +284,11 @@ impl OrderEventsHandler {
             return Ok(());
         }
         let items = reservations::items(tx, order_id).await?;
-        held.keep(self.turns.take(items.iter().map(|i| i.product_id)).await);
+        held.keep(
+            self.turns
+                .take_within(items.iter().map(|i| i.product_id))
+                .await?,
+        );
         let mut written = Vec::with_capacity(items.len());
         for item in &items {
             // Giving back cannot fall short; a deleted product has nowhere

@@ -314,6 +314,18 @@ pub fn pool_with(
 ) -> Result<(Pool, Handouts), PoolSetupError> {
     let PgTarget { mut config, tls } = target(url.expose_secret())?;
     limits.apply(&mut config);
+    // A server that vanishes without a reset (a failover, a partition)
+    // must fail the statements in flight within seconds, not after TCP's
+    // retransmissions (~15 min) or the 2 h default keep-alive: otherwise
+    // every attempt hangs until the consumer watchdog declares the replica
+    // wedged. Unless the URL tunes TCP itself (`tcp_user_timeout=`).
+    if config.get_tcp_user_timeout().is_none() {
+        config
+            .tcp_user_timeout(Duration::from_secs(30))
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+    }
     let manager = Manager::from_config(
         config,
         tls,

@@ -96,6 +96,14 @@ impl From<tokio_postgres::Error> for HandlerError {
 #[derive(Default)]
 pub struct Held(std::sync::Mutex<Vec<Box<dyn Send>>>);
 
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Last kept, first given back, as scopes would.
+        let guards = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        while guards.pop().is_some() {}
+    }
+}
+
 impl Held {
     /// Keeps `guard` until the attempt's transaction has ended.
     pub fn keep(&self, guard: impl Send + 'static) {
@@ -261,7 +269,7 @@ impl<H: Handler> Consumer<H> {
             .await?;
         let mut in_flight = JoinSet::new();
         // Cancelled when this channel is gone (or on shutdown): attempts in
-        // flight finish their transaction, and none starts after it.
+        // flight finish their transaction, and no further attempt starts.
         let channel_gone = shutdown.child_token();
         let mut last_prune: Option<Instant> = None;
         let mut last_report: Option<Instant> = None;
@@ -370,6 +378,11 @@ impl<H: Handler> Consumer<H> {
             let mut unavailable_for = 0;
             let mut attempt: u32 = 1;
             loop {
+                if shutdown.is_cancelled() {
+                    // The channel is gone or the service stops: this
+                    // delivery can no longer be acked; it is redelivered.
+                    return;
+                }
                 let applied = {
                     let _watched = self.watchdog.watch(self.queue, self.settings.stuck_after);
                     AssertUnwindSafe(self.apply(&envelope)).catch_unwind().await

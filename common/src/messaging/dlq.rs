@@ -12,9 +12,9 @@
 //! Listing reads the same way and puts each message back at the tail of its
 //! DLQ as a copy, confirmed before the original is removed: listing never
 //! counts as a failed delivery, so no delivery limit can ever drop a
-//! dead-lettered message however often it is listed. A listing shows the
-//! messages from the head and leaves them, in the same order, behind the
-//! others.
+//! dead-lettered message however often it is listed. A listing goes round
+//! the whole queue (showing the first `--limit`), so the queue ends in its
+//! original order and a dry run shows what the replay will move.
 
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -126,6 +126,11 @@ fn copy_properties(properties: &BasicProperties) -> BasicProperties {
     copy
 }
 
+/// Whether `command` only reads (lists, or replays dry).
+fn listing_only(command: &DlqCommand) -> bool {
+    !command.replay || command.dry_run
+}
+
 /// Runs `command` against the broker at `url` under `prefix`; returns the
 /// number of messages listed or moved. Prints one line per message.
 pub async fn run(
@@ -148,7 +153,7 @@ pub async fn run(
     for name in queues {
         let (queue, dlq) = (topology.queue(name), topology.dead_letter_queue(name));
         // At most what is there now: a listing's copies go to the tail of
-        // the same queue and must not be read again.
+        // the same queue and must not be read twice.
         let depth = channel
             .queue_declare(
                 dlq.clone().into(),
@@ -160,11 +165,17 @@ pub async fn run(
             )
             .await?
             .message_count();
-        let limit = command
-            .limit
-            .min(usize::try_from(depth).unwrap_or(usize::MAX));
-        let mut count = 0;
-        while count < limit {
+        let depth = usize::try_from(depth).unwrap_or(usize::MAX);
+        // A listing goes round the whole queue, showing the first `limit`,
+        // so that the queue ends in its original order and a dry run shows
+        // exactly what the replay after it will move.
+        let to_read = if listing_only(command) {
+            depth
+        } else {
+            command.limit.min(depth)
+        };
+        let (mut count, mut read) = (0, 0);
+        while read < to_read {
             let Some(message) = channel
                 .basic_get(dlq.clone().into(), BasicGetOptions { no_ack: false })
                 .await?
@@ -172,8 +183,8 @@ pub async fn run(
                 break;
             };
             let delivery = message.delivery;
-            count += 1;
-            let listing = !command.replay || command.dry_run;
+            read += 1;
+            let listing = listing_only(command);
             // Listing puts a copy back at the tail of the DLQ and removes the
             // one read, rather than handing it back unacknowledged: a return
             // counts as a failed delivery, and a quorum queue with a
@@ -203,11 +214,13 @@ pub async fn run(
             // Only once the copy is safe; should this ack be lost, the
             // message is there twice and the consumer's inbox tells.
             delivery.ack(BasicAckOptions::default()).await?;
-            if listing {
+            if !listing {
+                count += 1;
+                println!("{dlq} -> {queue}: {}", describe(&delivery));
+            } else if count < command.limit {
+                count += 1;
                 let verb = if command.replay { "would replay " } else { "" };
                 println!("{dlq}: {verb}{}", describe(&delivery));
-            } else {
-                println!("{dlq} -> {queue}: {}", describe(&delivery));
             }
         }
         let what = match (command.replay, command.dry_run) {
