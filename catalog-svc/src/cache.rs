@@ -26,7 +26,10 @@
 //!   about once a second ([`crate::invalidations`]), filling the entry
 //!   again from PostgreSQL wherever Redis can be reached. That interval,
 //!   not the TTL, bounds what a reader on another replica can see after a
-//!   failed claim.
+//!   failed claim. Readers on the writer's own replica bypass the entry
+//!   until it has been refilled (the process remembers its failed claims),
+//!   so they see nothing stale at all; readers elsewhere do not consult the
+//!   table, which would cost every hit a query.
 //! - A new incarnation of Redis (restarted, failed over, flushed) starts
 //!   empty and refuses fills for one lease: a writer that claimed on the
 //!   previous server may still be about to commit, and a reader of the new
@@ -38,6 +41,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use common::db::{DbError, GenericClient};
 use common::messaging::consumer::Held;
@@ -142,6 +146,11 @@ pub struct ProductCache {
     fill: Script,
     mark: Script,
     tombstone: Script,
+    /// Products whose claim failed in this process, and when: readers here
+    /// bypass their entries until a drain has refilled them (see
+    /// [`ProductCache::settle_unclaimed`]), so the drain interval bounds
+    /// only what other replicas' readers can see.
+    unclaimed: Mutex<HashMap<Uuid, Instant>>,
 }
 
 fn entry(id: Uuid) -> String {
@@ -177,11 +186,16 @@ impl ProductCache {
             redis,
             settings,
             lookups,
+            unclaimed: Mutex::new(HashMap::new()),
         })
     }
 
     /// The cached body of product `id`, when it may be served.
     pub async fn get(&self, id: Uuid) -> Option<CachedProduct> {
+        if self.unclaimed().contains_key(&id) {
+            self.lookups.with_label_values(&["miss"]).inc();
+            return None;
+        }
         let entry: Option<Option<(i64, String)>> = self
             .redis
             .run_scoped("product_get", |scope| self.get.key(scope.key(entry(id))))
@@ -235,7 +249,49 @@ impl ProductCache {
                 invocation
             })
             .await;
+        if done.is_none() {
+            let now = Instant::now();
+            let mut unclaimed = self.unclaimed();
+            for (id, _) in writes {
+                unclaimed.insert(*id, now);
+            }
+        }
         done.is_some()
+    }
+
+    fn unclaimed(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        // Plain data: a panic elsewhere leaves it usable.
+        self.unclaimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The products whose claim failed here more than one lease ago: their
+    /// writers have committed or given up by now (a writer commits within
+    /// the lease of its claim), so once no invalidation of theirs is
+    /// pending, the entry in Redis is at least as new as their writes.
+    pub fn unclaimed_settling(&self) -> Vec<Uuid> {
+        let Some(cutoff) = Instant::now().checked_sub(self.settings.lease()) else {
+            return Vec::new();
+        };
+        self.unclaimed()
+            .iter()
+            .filter(|(_, at)| **at < cutoff)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Readers here use Redis again for `settled` (from
+    /// [`ProductCache::unclaimed_settling`], no invalidation pending),
+    /// unless a claim of theirs failed again within the last lease.
+    pub fn settle_unclaimed(&self, settled: &[Uuid]) {
+        let Some(cutoff) = Instant::now().checked_sub(self.settings.lease()) else {
+            return;
+        };
+        let mut unclaimed = self.unclaimed();
+        for id in settled {
+            if unclaimed.get(id).is_some_and(|at| *at < cutoff) {
+                unclaimed.remove(id);
+            }
+        }
     }
 
     /// [`ProductCache::mark`], and should Redis not take the claim, the

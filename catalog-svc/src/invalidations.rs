@@ -48,7 +48,27 @@ pub async fn drain(
                 }
             }
         }
+        if let Err(e) = settle(&pool, &cache).await {
+            tracing::warn!(error = %e, "checking this replica's failed claims failed; retrying next round");
+        }
     }
+}
+
+/// Lets this replica's readers use Redis again for the products whose
+/// claims failed here, once nothing of theirs is pending any more.
+async fn settle(pool: &PgPool, cache: &ProductCache) -> Result<(), DbError> {
+    let settling = cache.unclaimed_settling();
+    if settling.is_empty() {
+        return Ok(());
+    }
+    let client = db::client(pool).await?;
+    let pending = invalidations::pending_among(&client, &settling).await?;
+    let settled: Vec<uuid::Uuid> = settling
+        .into_iter()
+        .filter(|id| !pending.contains(id))
+        .collect();
+    cache.settle_unclaimed(&settled);
+    Ok(())
 }
 
 /// One batch: fills (or tombstones) each product, deletes the rows Redis

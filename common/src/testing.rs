@@ -347,25 +347,55 @@ pub async fn metric(
 pub struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
+    /// Where a persisting server keeps its RDB file.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl PrivateRedis {
     /// Starts one on a free port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// As [`PrivateRedis::start`], persisting: a restart loads the data set
+    /// as of the last `SAVE` the test sent (no snapshot is taken on its
+    /// own, nor when it is stopped), as a server restarting from an older
+    /// snapshot would.
+    pub fn start_persisting() -> Self {
+        let dir = std::env::temp_dir().join(format!("private-redis-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a directory for the RDB file");
+        Self::start_in(Some(dir))
+    }
+
+    fn start_in(dir: Option<std::path::PathBuf>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut redis = Self { port, child: None };
+        let mut redis = Self {
+            port,
+            child: None,
+            dir,
+        };
         redis.restart();
         redis
     }
 
+    /// Its URL, for a test's own connection.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     /// Starts it again (on the same port) after [`PrivateRedis::stop`].
     pub fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
+        let mut command = std::process::Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(dir) = &self.dir {
+            command.arg("--dir").arg(dir);
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (make setup installs it)");
@@ -402,5 +432,8 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -65,3 +65,19 @@ pub async fn done(client: &impl GenericClient, ids: &[i64]) -> Result<(), DbErro
         .await?;
     Ok(())
 }
+
+/// Which of `products` have an invalidation pending (whoever holds it).
+pub async fn pending_among(
+    client: &impl GenericClient,
+    products: &[Uuid],
+) -> Result<Vec<Uuid>, DbError> {
+    let rows = client
+        .query_cached(
+            "SELECT DISTINCT product_id FROM cache_invalidations WHERE product_id = ANY($1)",
+            &[&products],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(DbError::from))
+        .collect()
+}

@@ -120,6 +120,39 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut CatalogConfig)) -> TestApp {
     }
 }
 
+/// A second catalog-svc replica beside a [`TestApp`]: the same database,
+/// queues and token key.
+pub struct Replica {
+    _running: AbortOnDrop,
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts another replica on this app's database and broker, with its
+    /// configuration changed by `tweak` (give it the same edge to share a
+    /// Redis and key prefix).
+    pub async fn replica(&self, tweak: impl FnOnce(&mut CatalogConfig)) -> Replica {
+        let verifier = VerifierConfig {
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwt_public_key_file: Some(self.key_file.clone()),
+        };
+        let mut config = config(&self.db, &self.broker, verifier);
+        tweak(&mut config);
+        let app = catalog_svc::Application::build(config)
+            .await
+            .expect("replica builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let running = AbortOnDrop(app.handle());
+        tokio::spawn(app.run_until_stopped());
+        Replica {
+            _running: running,
+            address,
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
 pub fn product_body(name: &str, price: Value, stock: i64) -> Value {
     json!({"name": name, "description": "a thing", "price": price, "stock": stock})
 }
