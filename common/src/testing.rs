@@ -437,3 +437,31 @@ impl Drop for PrivateRedis {
         }
     }
 }
+
+/// The settings of a service under test on `db` and `broker`: any free
+/// port, small pools (a suite must fit a default PostgreSQL beside another
+/// Shop), the production backstops, consumers on, a 1 s shutdown. Tests
+/// change what they need with struct update syntax.
+pub fn service_config(db: &TestDatabase, broker: &TestBroker) -> crate::config::ServiceConfig {
+    crate::config::ServiceConfig {
+        http_addr: "127.0.0.1:0".into(),
+        database_url: db.url(),
+        amqp_url: amqp_url().into(),
+        amqp_prefix: broker.prefix().to_string(),
+        db_pool_size: 4,
+        worker_db_pool_size: 2,
+        consumer_prefetch: 8,
+        consumer_stuck_after_secs: 120,
+        db_idle_timeout_secs: 60,
+        db_statement_timeout_ms: 5000,
+        db_lock_timeout_ms: 3000,
+        db_idle_in_transaction_timeout_ms: 10000,
+        worker_db_statement_timeout_ms: 30000,
+        worker_db_lock_timeout_ms: 10000,
+        worker_db_idle_in_transaction_timeout_ms: 60000,
+        worker_db_stall_secs: 60,
+        shutdown_timeout_secs: 1,
+        run_consumers: true,
+        api_docs: true,
+    }
+}

@@ -195,25 +195,11 @@ async fn serve(
 ) -> (ServiceRuntimeParts, String, RunningHandle) {
     common::telemetry::init_for_tests();
     let mut config = ServiceConfig {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: db.url(),
-        amqp_url: common::testing::amqp_url().into(),
-        amqp_prefix: broker.prefix().to_string(),
         db_pool_size: 1,
         worker_db_pool_size: 1,
-        consumer_prefetch: 8,
-        consumer_stuck_after_secs: 120,
-        db_idle_timeout_secs: 60,
-        db_statement_timeout_ms: 5000,
-        db_lock_timeout_ms: 3000,
-        db_idle_in_transaction_timeout_ms: 10000,
-        worker_db_statement_timeout_ms: 30000,
-        worker_db_lock_timeout_ms: 10000,
-        worker_db_idle_in_transaction_timeout_ms: 60000,
-        worker_db_stall_secs: 60,
-        shutdown_timeout_secs: 1,
         run_consumers: false,
         api_docs: false,
+        ..common::testing::service_config(db, broker)
     };
     tweak(&mut config);
     let runtime = ServiceRuntime::start("state-svc", &config, &common::testing::edge(), MIGRATIONS)

@@ -94,29 +94,13 @@ pub struct Stack {
 }
 
 fn service_config(db: &TestDatabase, broker: &TestBroker, run_consumers: bool) -> ServiceConfig {
+    // Small pools: a stack may run six instances beside another test's,
+    // and the suite must fit a default PostgreSQL (100 connections) with
+    // another Shop running.
     ServiceConfig {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: db.url(),
-        amqp_url: common::testing::amqp_url().into(),
-        amqp_prefix: broker.prefix().to_string(),
-        // Small pools: a stack may run six instances beside another test's,
-        // and the suite must fit a default PostgreSQL (100 connections)
-        // with another Shop running.
-        db_pool_size: 4,
-        worker_db_pool_size: 2,
-        consumer_prefetch: 8,
-        consumer_stuck_after_secs: 120,
-        db_idle_timeout_secs: 60,
-        db_statement_timeout_ms: 5000,
-        db_lock_timeout_ms: 3000,
-        db_idle_in_transaction_timeout_ms: 10000,
-        worker_db_statement_timeout_ms: 30000,
-        worker_db_lock_timeout_ms: 10000,
-        worker_db_idle_in_transaction_timeout_ms: 60000,
-        worker_db_stall_secs: 60,
         shutdown_timeout_secs: 2,
         run_consumers,
-        api_docs: true,
+        ..common::testing::service_config(db, broker)
     }
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use auth_svc::AuthConfig;
 use auth_svc::config::AuthSettings;
 use common::auth::{SigningKey, TokenIssuer};
-use common::config::{JwtConfig, ServiceConfig};
+use common::config::JwtConfig;
 pub use common::testing::assert_problem;
 use common::testing::{AbortOnDrop, TestBroker, TestDatabase};
 use reqwest::Response;
@@ -41,27 +41,7 @@ pub fn config_for(
     key_file: Option<std::path::PathBuf>,
 ) -> AuthConfig {
     AuthConfig {
-        service: ServiceConfig {
-            http_addr: "127.0.0.1:0".into(),
-            database_url: db.url(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
-            amqp_prefix: broker.prefix().to_string(),
-            db_pool_size: 4,
-            worker_db_pool_size: 2,
-            consumer_prefetch: 8,
-            consumer_stuck_after_secs: 120,
-            db_idle_timeout_secs: 60,
-            db_statement_timeout_ms: 5000,
-            db_lock_timeout_ms: 3000,
-            db_idle_in_transaction_timeout_ms: 10000,
-            worker_db_statement_timeout_ms: 30000,
-            worker_db_lock_timeout_ms: 10000,
-            worker_db_idle_in_transaction_timeout_ms: 60000,
-            worker_db_stall_secs: 60,
-            shutdown_timeout_secs: 1,
-            run_consumers: true,
-            api_docs: true,
-        },
+        service: common::testing::service_config(db, broker),
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),
             jwt_audience: AUDIENCE.into(),

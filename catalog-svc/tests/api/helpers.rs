@@ -40,25 +40,8 @@ pub struct User {
 pub fn config(db: &TestDatabase, broker: &TestBroker, verifier: VerifierConfig) -> CatalogConfig {
     CatalogConfig {
         service: ServiceConfig {
-            http_addr: "127.0.0.1:0".into(),
-            database_url: db.url(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string().into(),
-            amqp_prefix: broker.prefix().to_string(),
             db_pool_size: 8,
-            worker_db_pool_size: 2,
-            consumer_prefetch: 8,
-            consumer_stuck_after_secs: 120,
-            db_idle_timeout_secs: 60,
-            db_statement_timeout_ms: 5000,
-            db_lock_timeout_ms: 3000,
-            db_idle_in_transaction_timeout_ms: 10000,
-            worker_db_statement_timeout_ms: 30000,
-            worker_db_lock_timeout_ms: 10000,
-            worker_db_idle_in_transaction_timeout_ms: 60000,
-            worker_db_stall_secs: 60,
-            shutdown_timeout_secs: 1,
-            run_consumers: true,
-            api_docs: true,
+            ..common::testing::service_config(db, broker)
         },
         jwt: JwtConfig {
             jwt_issuer: ISSUER.into(),
